@@ -1,0 +1,74 @@
+"""The open-set split: known classes renumbered 0..K-1 in list order, unknowns kept for testing."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from backmix_jax.data.sources import ArraySplit, DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenSetData:
+  """train: known classes only, labels 0..K-1. test_known: same labelling. test_unknown: labels = -1."""
+  train: ArraySplit
+  test_known: ArraySplit
+  test_unknown: ArraySplit
+  known_classes: tuple[int, ...]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.known_classes)
+
+
+def check_classes(known: Sequence[int], unknown: Sequence[int] | None, num_source_classes: int):
+  """Raise DataError with one clear sentence when the class lists are unusable."""
+  known = list(known)
+  if not known:
+    raise DataError("known_classes is empty")
+  if len(set(known)) != len(known):
+    raise DataError(f"known_classes repeats a class: {known}")
+  bad = [c for c in known if not 0 <= c < num_source_classes]
+  if bad:
+    raise DataError(f"known_classes {bad} out of range 0..{num_source_classes - 1}")
+  if unknown is not None:
+    unknown = list(unknown)
+    if set(unknown) & set(known):
+      raise DataError(f"classes {sorted(set(unknown) & set(known))} are both known and unknown")
+
+
+def relabel(split: ArraySplit, classes: Sequence[int]) -> ArraySplit:
+  """Keep samples whose label is in `classes`; new label = position in `classes`."""
+  lut = np.full(max(int(split.labels.max()), max(classes)) + 1, -1, np.int64)
+  lut[np.asarray(classes)] = np.arange(len(classes))
+  new = lut[split.labels]
+  keep = new >= 0
+  return ArraySplit(split.images[keep], new[keep])
+
+
+def make_open_set(train: ArraySplit, test: ArraySplit, known: Sequence[int],
+                  unknown: Sequence[int] | None = None, num_source_classes: int | None = None,
+                  unknown_test: ArraySplit | None = None) -> OpenSetData:
+  """Split a closed-set dataset into the open-set protocol.
+
+  unknown=None means every class not in `known`. `unknown_test` (e.g. CIFAR-100 test for
+  CIFAR+N, or SVHN for the OOD benchmark) replaces unknowns drawn from `test`; its
+  samples are filtered by `unknown` when given.
+  """
+  if num_source_classes is None:
+    num_source_classes = int(max(train.labels.max(), test.labels.max())) + 1
+  check_classes(known, unknown if unknown_test is None else None, num_source_classes)
+  known = tuple(int(c) for c in known)
+  if unknown_test is None:
+    unknown_pool = test
+    unknown = [c for c in range(num_source_classes) if c not in known] if unknown is None else list(unknown)
+  else:
+    unknown_pool = unknown_test
+  if unknown is None:
+    unk = unknown_pool
+  else:
+    unk = unknown_pool.take(np.isin(unknown_pool.labels, np.asarray(unknown)))
+  unk = ArraySplit(unk.images, np.full(len(unk), -1, np.int64))
+  return OpenSetData(train=relabel(train, known), test_known=relabel(test, known),
+                     test_unknown=unk, known_classes=known)
