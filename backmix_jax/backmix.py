@@ -1,0 +1,256 @@
+"""BackMix (Wang et al., TPAMI 2025) as pure JAX functions.
+
+Every training image receives one square patch of *background* from a partner image: the
+partner's foreground (the top `fg_ratio` cells of its class activation map, CAM) is first set
+to `fill`, then a box of side P = round(patch_frac * H) is cut at a random corner of the masked
+partner and pasted at an independent random corner of the target. Labels stay unchanged.
+
+Two ways to get partners and their CAMs:
+
+* live: partners are other samples of the same batch, CAMs come from a gradient-free forward
+  of the clean batch (`class_activation_maps`, `apply_backmix`);
+* bank: partners come from a second, independently shuffled data stream, CAMs from a
+  per-example EMA bank (`init_bank`, `update_bank`, `apply_backmix_from_sources`), as in the
+  authors' released dataset wrapper.
+
+All shapes are fixed and every function is jit-able; `fg_ratio`, `patch_frac`, `partner`,
+`norm` and `return_info` must be static Python values, `fill` and `mix_prob` may be traced.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+CAM_NORMS = ('minmax', 'relu', 'softmax')
+PARTNERS = ('permutation', 'uniform')
+BANK_INIT = 0.5  # the released wrapper starts every bank cell at 0.5
+
+
+def class_activation_maps(class_maps, labels, norm='minmax'):
+  """The CAM of each image's label, made non-negative.
+
+  Args:
+    class_maps: [B, g, g, K] per-location class scores, any float dtype.
+    labels: int [B].
+    norm: 'minmax' (rescaled to [0, 1] per image; a constant map gives zeros), 'relu'
+      (max(map, 0)) or 'softmax' (softmax over the K classes at each cell, label channel).
+  Returns:
+    float32 [B, g, g], >= 0.
+  """
+  if norm not in CAM_NORMS:
+    raise ValueError(f"unknown CAM norm {norm!r}; expected one of {CAM_NORMS}")
+  maps = jnp.asarray(class_maps, jnp.float32)  # low-precision maps tie too easily in the top-k
+  if norm == 'softmax':
+    maps = jax.nn.softmax(maps, axis=-1)
+  index = jnp.asarray(labels, jnp.int32)[:, None, None, None]
+  cams = jnp.take_along_axis(maps, index, axis=-1)[..., 0]
+  if norm == 'relu':
+    return jnp.maximum(cams, 0.0)
+  if norm == 'minmax':
+    lo = cams.min(axis=(1, 2), keepdims=True)
+    span = cams.max(axis=(1, 2), keepdims=True) - lo
+    # A flat map has no foreground; the inner where keeps value and gradient free of NaN.
+    # XLA may divide by multiplying with a rounded reciprocal, hence the clip at 1.
+    scaled = jnp.minimum((cams - lo) / jnp.where(span > 0, span, 1.0), 1.0)
+    return jnp.where(span > 0, scaled, 0.0)
+  return cams
+
+
+def _check_fg_ratio(fg_ratio):
+  if not 0 < fg_ratio <= 1:
+    raise ValueError(f"fg_ratio must be in (0, 1], got {fg_ratio}")
+
+
+def foreground_mask(cams, fg_ratio):
+  """The top `fg_ratio` cells of each CAM, by rank (no threshold), as the released code does.
+
+  Args:
+    cams: [B, g, g].
+    fg_ratio: static float in (0, 1].
+  Returns:
+    bool [B, g, g] with exactly int(fg_ratio * g * g) cells True per image. Equal values are
+    ranked by flat (row-major) index, lowest first, so the mask is deterministic.
+  """
+  _check_fg_ratio(fg_ratio)
+  b, g = cams.shape[0], cams.shape[1]
+  k = int(fg_ratio * g * g)
+  flat = jnp.asarray(cams, jnp.float32).reshape(b, g * g)
+  order = jnp.argsort(-flat, axis=-1, stable=True)  # highest first, ties in index order
+  rank = jnp.argsort(order, axis=-1)  # inverse permutation: the rank of every cell
+  return (rank < k).reshape(b, g, g)
+
+
+def upsample_mask(mask, size):
+  """Nearest-neighbour upsampling of cell masks: bool [B, g, g] -> bool [B, size, size].
+
+  Each cell becomes a (size/g) x (size/g) block of pixels; `size` must be divisible by g.
+  """
+  g = mask.shape[1]
+  if size % g:
+    raise ValueError(f"image size {size} is not divisible by the CAM grid {g}")
+  s = size // g
+  return jnp.repeat(jnp.repeat(mask, s, axis=1), s, axis=2)
+
+
+def paste_patches(images, partner_images, partner_masks, target_corners, source_corners,
+                  patch, applied, fill=0.0):
+  """The deterministic core of BackMix: one masked partner box pasted into each image.
+
+  Args:
+    images: [B, H, W, C] targets.
+    partner_images: [B, H, W, C]; row b is the partner (background source) of image b.
+    partner_masks: bool [B, H, W], True on partner foreground pixels, which become `fill`.
+    target_corners, source_corners: int [B, 2], (row, col) of the top-left corner of the box
+      in the target and in the partner; boxes must lie inside the image (dynamic_slice would
+      otherwise shift them).
+    patch: static int P, the box side.
+    applied: bool [B]; images with False are returned unchanged.
+    fill: value written on partner foreground pixels.
+  Returns:
+    [B, H, W, C] in the dtype of `images`: image b outside its target box, the masked
+    partner box inside it.
+  """
+  c = images.shape[-1]
+  fill = jnp.asarray(fill, images.dtype)
+
+  def one(image, partner, mask, t, s, on):
+    box = lax.dynamic_slice(partner, (s[0], s[1], 0), (patch, patch, c)).astype(image.dtype)
+    fg = lax.dynamic_slice(mask, (s[0], s[1]), (patch, patch))
+    box = jnp.where(fg[..., None], fill, box)
+    # When not applied, write the target's own box back: one update serves both cases and
+    # touches only P*P pixels instead of selecting between two whole images.
+    own = lax.dynamic_slice(image, (t[0], t[1], 0), (patch, patch, c))
+    return lax.dynamic_update_slice(image, jnp.where(on, box, own), (t[0], t[1], 0))
+
+  return jax.vmap(one)(images, partner_images, partner_masks, target_corners, source_corners,
+                       applied)
+
+
+def draw_partners(rng, batch, partner='permutation'):
+  """The partner (background source) index of each sample, int32 [batch].
+
+  'permutation': shuffle the batch into a random cycle and give each sample the next one, so
+    partners form a permutation without fixed points: every sample lends and receives exactly
+    one background and never its own (except when batch == 1).
+  'uniform': independent uniform draws with replacement; a sample may be its own partner,
+    as in the released wrapper (which draws over the whole training set).
+  """
+  if partner == 'permutation':
+    order = jax.random.permutation(rng, batch).astype(jnp.int32)
+    return jnp.zeros(batch, jnp.int32).at[order].set(jnp.roll(order, -1))
+  if partner == 'uniform':
+    return jax.random.randint(rng, (batch,), 0, batch, dtype=jnp.int32)
+  raise ValueError(f"unknown partner rule {partner!r}; expected one of {PARTNERS}")
+
+
+def _patch_side(images, cams, fg_ratio, patch_frac):
+  """Validates shapes and static settings; returns the box side P = round(patch_frac * H)."""
+  if images.ndim != 4 or images.shape[1] != images.shape[2]:
+    raise ValueError(f"images must be square [B, H, H, C], got shape {images.shape}")
+  if cams.ndim != 3 or cams.shape[0] != images.shape[0] or cams.shape[1] != cams.shape[2]:
+    raise ValueError(f"cams must be [B, g, g] with B = {images.shape[0]}, got {cams.shape}")
+  size, grid = images.shape[1], cams.shape[1]
+  if size % grid:
+    raise ValueError(f"image size {size} is not divisible by the CAM grid {grid}")
+  _check_fg_ratio(fg_ratio)
+  patch = round(patch_frac * size)
+  if not 1 <= patch <= size:
+    raise ValueError(f"patch_frac {patch_frac} gives a {patch} px patch for {size} px images")
+  return patch
+
+
+def apply_backmix_from_sources(rng, images, source_images, source_cams, *, fg_ratio=0.25,
+                               patch_frac=0.25, fill=0.0, mix_prob=1.0, return_info=False):
+  """BackMix with given partners: source b lends its background to image b (bank mode).
+
+  Args:
+    rng: PRNG key.
+    images: [B, H, H, C] normalised targets, any dtype (the output keeps it).
+    source_images: [B, H, H, C] partners, e.g. a second independently shuffled stream.
+    source_cams: [B, g, g] their CAMs, e.g. `bank[source_indices]`; H divisible by g.
+    fg_ratio: static, fraction of CAM cells masked as foreground.
+    patch_frac: static, box side as a fraction of H.
+    fill: value of masked foreground pixels.
+    mix_prob: per-sample probability of mixing; the others are returned unchanged.
+    return_info: static; also return a dict with `partner` (int32 [B], here arange(B): the row
+      of the source stream), `target_box` and `source_box` (int32 [B, 2], top-left row, col),
+      `patch` (int P) and `applied` (bool [B]).
+  Returns:
+    mixed [B, H, H, C], or (mixed, info).
+  """
+  images = jnp.asarray(images)
+  if source_images.shape != images.shape:
+    raise ValueError(f"source_images {source_images.shape} must match images {images.shape}")
+  if isinstance(mix_prob, (int, float)) and not 0 <= mix_prob <= 1:
+    raise ValueError(f"mix_prob must be in [0, 1], got {mix_prob}")
+  patch = _patch_side(images, source_cams, fg_ratio, patch_frac)
+  batch, size = images.shape[0], images.shape[1]
+  k_target, k_source, k_apply = jax.random.split(rng, 3)
+  # Released code: randint(0, S - P), exclusive upper bound; S == P leaves only corner 0.
+  high = max(size - patch, 1)
+  target = jax.random.randint(k_target, (batch, 2), 0, high, dtype=jnp.int32)
+  source = jax.random.randint(k_source, (batch, 2), 0, high, dtype=jnp.int32)
+  applied = jax.random.uniform(k_apply, (batch,)) < mix_prob  # always True at 1, never at 0
+  masks = upsample_mask(foreground_mask(source_cams, fg_ratio), size)
+  mixed = paste_patches(images, source_images, masks, target, source, patch, applied, fill)
+  if not return_info:
+    return mixed
+  info = dict(partner=jnp.arange(batch, dtype=jnp.int32), target_box=target, source_box=source,
+              patch=patch, applied=applied)
+  return mixed, info
+
+
+def apply_backmix(rng, images, cams, *, fg_ratio=0.25, patch_frac=0.25, fill=0.0,
+                  partner='permutation', mix_prob=1.0, return_info=False):
+  """BackMix within a batch (live mode): partners are other samples of the same batch.
+
+  Args:
+    rng: PRNG key.
+    images: [B, H, H, C] normalised images, any dtype (the output keeps it).
+    cams: [B, g, g], the CAM of each image (used where that image is someone's partner).
+    partner: static, 'permutation' or 'uniform' (see `draw_partners`).
+    fg_ratio, patch_frac, fill, mix_prob, return_info: as in `apply_backmix_from_sources`;
+      `info['partner']` holds the batch index of each sample's partner.
+  Returns:
+    mixed [B, H, H, C], or (mixed, info).
+  """
+  if partner not in PARTNERS:
+    raise ValueError(f"unknown partner rule {partner!r}; expected one of {PARTNERS}")
+  images = jnp.asarray(images)
+  k_partner, k_mix = jax.random.split(rng)
+  partners = draw_partners(k_partner, images.shape[0], partner)
+  out = apply_backmix_from_sources(
+      k_mix, images, images[partners], jnp.asarray(cams)[partners], fg_ratio=fg_ratio,
+      patch_frac=patch_frac, fill=fill, mix_prob=mix_prob, return_info=return_info)
+  if not return_info:
+    return out
+  mixed, info = out
+  return mixed, dict(info, partner=partners)
+
+
+def init_bank(num_examples, grid):
+  """The per-example CAM bank of the released wrapper: float32 [N, g, g], all 0.5."""
+  return jnp.full((num_examples, grid, grid), BANK_INIT, jnp.float32)
+
+
+def update_bank(bank, indices, cams, momentum=0.1):
+  """EMA refresh of a batch's rows: bank[i] <- momentum * cam + (1 - momentum) * bank[i].
+
+  Args:
+    bank: float32 [N, g, g].
+    indices: int [B], example ids in [0, N).
+    cams: [B, g, g], fresh CAMs of those examples.
+    momentum: weight of the fresh CAM (0.1 in the released code).
+  Returns:
+    The new bank, [N, g, g]. An id repeated within the batch gets the update of its last
+    occurrence (one EMA step from the old row, not two chained ones), so the result is
+    deterministic; XLA leaves the order of duplicate scatter writes unspecified.
+  """
+  indices = jnp.asarray(indices, jnp.int32)
+  fresh = momentum * jnp.asarray(cams, jnp.float32) + (1 - momentum) * bank[indices]
+  pos = jnp.arange(indices.shape[0])
+  superseded = ((indices[:, None] == indices[None, :]) & (pos[None, :] > pos[:, None])).any(1)
+  # Superseded writes go to row N, out of range, which mode='drop' discards.
+  rows = jnp.where(superseded, bank.shape[0], indices)
+  return bank.at[rows].set(fresh.astype(bank.dtype), mode='drop')

@@ -1,0 +1,178 @@
+"""Host input pipelines: index permutations in, uint8 batches out.
+
+Every dataset is held in memory as uint8 arrays, so a training batch is just a gather
+of rows. The order is a pure function of (seed, epoch): epoch e visits
+`epoch_permutation(seed, e, N)` in consecutive global batches (last partial batch
+dropped). That makes the data position after step s simply s, so a resumed run sees
+exactly the batches an uninterrupted one would, and each host of a pod slice takes
+its own contiguous slice of every global batch (the global batch is identical for any
+number of hosts).
+
+Two interchangeable backends feed the same batches: tf.data (parallel gather and
+prefetch, the path tfds datasets use on TPU VMs) and plain NumPy with a prefetch
+thread (for JAX images without TensorFlow). 'auto' picks tf.data when importable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from typing import Iterator
+
+import numpy as np
+
+from backmix_jax.data.sources import ArraySplit, DataError
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  """[n] int64: the visiting order of epoch `epoch` (independent of hosts and devices)."""
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def tensorflow_available() -> bool:
+  try:
+    import tensorflow  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def resolve_backend(backend: str) -> str:
+  if backend == "auto":
+    return "tf" if tensorflow_available() else "numpy"
+  if backend not in ("tf", "numpy"):
+    raise DataError(f"unknown data backend {backend!r}; use auto, tf or numpy")
+  if backend == "tf" and not tensorflow_available():
+    raise DataError("data.backend='tf' but TensorFlow is not importable; use 'numpy' or 'auto'")
+  return backend
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStream:
+  """Training batches of one process, for steps [start_step, num_steps).
+
+  Each batch is a dict of NumPy arrays of this process's local share:
+    image uint8 [b,H,W,C], label int32 [b], index int32 [b] (row in the training set);
+    with `partner_stream=True` also partner_image, partner_index: a second,
+    independently shuffled pass over the whole training set (BackMix bank mode).
+  """
+  data: ArraySplit
+  global_batch: int
+  seed: int
+  process_index: int = 0
+  process_count: int = 1
+  partner_stream: bool = False
+  backend: str = "auto"
+
+  def __post_init__(self):
+    if self.global_batch % self.process_count:
+      raise DataError(f"batch_size {self.global_batch} is not divisible by {self.process_count} processes")
+    if self.steps_per_epoch == 0:
+      raise DataError(f"batch_size {self.global_batch} exceeds the {len(self.data)} training samples")
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return len(self.data) // self.global_batch
+
+  @property
+  def local_batch(self) -> int:
+    return self.global_batch // self.process_count
+
+  def _indices(self, seed: int, step: int, num_steps: int) -> np.ndarray:
+    """[num_steps - step, local_batch] rows of the training set, this process's slice."""
+    spe = self.steps_per_epoch
+    first_epoch, last_epoch = step // spe, (num_steps - 1) // spe
+    rows = []
+    for epoch in range(first_epoch, last_epoch + 1):
+      perm = epoch_permutation(seed, epoch, len(self.data))[: spe * self.global_batch]
+      rows.append(perm.reshape(spe, self.global_batch))
+    rows = np.concatenate(rows)[step - first_epoch * spe: num_steps - first_epoch * spe]
+    lo = self.process_index * self.local_batch
+    return rows[:, lo: lo + self.local_batch]
+
+  def batches(self, start_step: int, num_steps: int) -> Iterator[dict]:
+    if start_step >= num_steps:
+      return iter(())
+    idx = self._indices(self.seed, start_step, num_steps)
+    pidx = self._indices(self.seed + 1_000_003, start_step, num_steps) if self.partner_stream else None
+    if resolve_backend(self.backend) == "tf":
+      return _tf_batches(self.data, idx, pidx)
+    return _prefetch(_numpy_batches(self.data, idx, pidx), size=4)
+
+
+def _gather(data: ArraySplit, idx: np.ndarray, pidx: np.ndarray | None) -> dict:
+  batch = dict(image=data.images[idx], label=data.labels[idx].astype(np.int32),
+               index=idx.astype(np.int32))
+  if pidx is not None:
+    batch.update(partner_image=data.images[pidx], partner_index=pidx.astype(np.int32))
+  return batch
+
+
+def _numpy_batches(data, idx, pidx) -> Iterator[dict]:
+  for i in range(len(idx)):
+    yield _gather(data, idx[i], None if pidx is None else pidx[i])
+
+
+def _prefetch(it: Iterator, size: int) -> Iterator:
+  """Run `it` in a background thread, `size` items ahead (NumPy gathers release the GIL)."""
+  q: queue.Queue = queue.Queue(maxsize=size)
+  done = object()
+
+  def worker():
+    try:
+      for item in it:
+        q.put(item)
+    except BaseException as e:  # surfaced in the consumer, not lost in the thread
+      q.put(e)
+    q.put(done)
+
+  threading.Thread(target=worker, daemon=True).start()
+  while True:
+    item = q.get()
+    if item is done:
+      return
+    if isinstance(item, BaseException):
+      raise item
+    yield item
+
+
+def _tf_batches(data, idx, pidx) -> Iterator[dict]:
+  import tensorflow as tf
+  images = tf.constant(data.images)
+  labels = tf.constant(data.labels.astype(np.int32))
+  slices = {"index": idx.astype(np.int32)}
+  if pidx is not None:
+    slices["partner_index"] = pidx.astype(np.int32)
+
+  def gather(d):
+    out = dict(image=tf.gather(images, d["index"]), label=tf.gather(labels, d["index"]),
+               index=d["index"])
+    if "partner_index" in d:
+      out.update(partner_image=tf.gather(images, d["partner_index"]),
+                 partner_index=d["partner_index"])
+    return out
+
+  ds = tf.data.Dataset.from_tensor_slices(slices).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  return ds.as_numpy_iterator()
+
+
+def eval_batches(data: ArraySplit, global_batch: int, process_index: int = 0,
+                 process_count: int = 1) -> Iterator[dict]:
+  """Every sample exactly once, in order; the last batch padded and masked.
+
+  Yields image uint8 [b,H,W,C], label int32 [b], mask bool [b] (False on padding), with
+  b = global_batch // process_count: this process's slice of each padded global batch.
+  """
+  if global_batch % process_count:
+    raise DataError(f"eval_batch_size {global_batch} is not divisible by {process_count} processes")
+  n = len(data)
+  num_batches = -(-n // global_batch)
+  local = global_batch // process_count
+  for b in range(num_batches):
+    rows = np.arange(b * global_batch, (b + 1) * global_batch)[process_index * local:(process_index + 1) * local]
+    mask = rows < n
+    rows = np.where(mask, rows, 0)
+    yield dict(image=data.images[rows], label=data.labels[rows].astype(np.int32), mask=mask)

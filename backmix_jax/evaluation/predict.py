@@ -1,0 +1,63 @@
+"""Run a trained network over a test set and turn its outputs into open-set metrics.
+
+Every test sample is scored exactly once (the last batch is padded and masked), the
+whole set at once, in float32 from logits: per-batch score normalisation and
+low-precision softmax both change AUROC.
+"""
+from __future__ import annotations
+
+
+import jax
+import numpy as np
+
+from backmix_jax import parallel
+from backmix_jax.data import augment
+from backmix_jax.data.pipeline import eval_batches
+from backmix_jax.evaluation.metrics import open_set_metrics
+
+
+def make_predict_fn(model, framework, score_names, normalization: str):
+  """jit: (variables, images uint8 [B,H,W,C]) -> dict(pred [B] int32, <score> [B] float32)."""
+
+  @jax.jit
+  def predict(variables, images):
+    outputs = model.apply(variables, augment.normalize(images, normalization), train=False)
+    out = {name: framework.score(outputs, name) for name in score_names}
+    out["pred"] = outputs["logits"].argmax(-1)
+    return out
+
+  return predict
+
+
+def predict_split(predict_fn, variables, split, batch_size: int, mesh) -> dict:
+  """All of `split` through `predict_fn` -> dict of NumPy arrays [N] in the split's order."""
+  chunks = []
+  for batch in eval_batches(split, batch_size, jax.process_index(), jax.process_count()):
+    mask = batch.pop("mask")
+    g = parallel.to_global({"image": batch["image"], "mask": mask}, mesh)
+    out = predict_fn(variables, g["image"])
+    host_mask = parallel.to_host(g["mask"])
+    chunks.append({k: parallel.to_host(v)[host_mask] for k, v in out.items()})
+  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def evaluate_open_set(model, framework, variables, data, *, score: str, batch_size: int,
+                      normalization: str, mesh, arpl_compat: bool = False) -> tuple[dict, dict]:
+  """Metrics of `variables` on data.test_known vs data.test_unknown with score `score`.
+
+  Returns (metrics, outputs): outputs holds the per-sample arrays for plots
+  (known_scores, known_preds, known_labels, unknown_scores).
+  """
+  score = score or framework.default_score
+  fn = make_predict_fn(model, framework, (score,), normalization)
+  known = predict_split(fn, variables, data.test_known, batch_size, mesh)
+  unknown = predict_split(fn, variables, data.test_unknown, batch_size, mesh)
+  outputs = dict(known_scores=known[score], known_preds=known["pred"],
+                 known_labels=data.test_known.labels, unknown_scores=unknown[score],
+                 unknown_preds=unknown["pred"])
+  metrics = open_set_metrics(outputs["known_scores"], outputs["known_preds"],
+                             outputs["known_labels"], outputs["unknown_scores"],
+                             arpl_compat=arpl_compat, unknown_preds=unknown["pred"],
+                             num_classes=data.num_classes)
+  metrics["score"] = score
+  return metrics, outputs

@@ -1,0 +1,123 @@
+"""Markdown tables of metrics and of trial summaries (mean +- std), beside published numbers.
+
+Metric dicts hold fractions in [0, 1] (as `metrics.open_set_metrics` returns them); tables
+print them x100 with two decimals. Only the keys of `metrics.METRIC_KEYS` become columns,
+in that order.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from backmix_jax.evaluation.metrics import METRIC_KEYS
+
+COLUMN_NAMES = {
+    "auroc": "AUROC",
+    "oscr": "OSCR",
+    "dtacc": "DTACC",
+    "aupr_in": "AUPR-IN",
+    "aupr_out": "AUPR-OUT",
+    "fpr95": "FPR@95 (classic)",  # unknowns accepted at 95 % TPR of knowns, not OpenOOD's
+    "tnr95": "TNR@95",
+    "acc": "ACC",
+    "macro_f1": "macro-F1",
+}
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (numbers.Real, np.number)) and not isinstance(v, (bool, np.bool_))
+
+
+def _pct(v: float) -> str:
+  return "nan" if not math.isfinite(v) else f"{100.0 * v:.2f}"
+
+
+def _row(cells: Sequence[str]) -> str:
+  return "| " + " | ".join(cells) + " |"
+
+
+def _header(first: str, keys: Sequence[str]) -> list[str]:
+  names = [first] + [COLUMN_NAMES[k] for k in keys]
+  return [_row(names), _row(["---"] + ["---:"] * len(keys))]
+
+
+def metrics_table_markdown(metrics: Mapping[str, float], name: str = "run") -> str:
+  """One-row markdown table of one evaluation's metrics, values x100 with 2 decimals."""
+  keys = [k for k in METRIC_KEYS if k in metrics]
+  if not keys:
+    raise ValueError(f"no metric among {list(METRIC_KEYS)} in {sorted(metrics)}")
+  lines = _header("", keys)
+  lines.append(_row([name] + [_pct(float(metrics[k])) for k in keys]))
+  return "\n".join(lines) + "\n"
+
+
+def summarize_trials(trials: Sequence[Mapping[str, float]]) -> dict[str, tuple[float, float]]:
+  """Mean and standard deviation of every numeric key over trials.
+
+  The std is the sample standard deviation (ddof=1, the usual "+-" of papers reporting 5
+  trials) when there are at least two trials, and 0.0 for a single trial. Every trial must
+  hold the numeric keys of the first one (ValueError otherwise).
+  """
+  if not trials:
+    raise ValueError("no trials to summarize")
+  keys = [k for k, v in trials[0].items() if _is_number(v)]
+  out = {}
+  for k in keys:
+    missing = [i for i, t in enumerate(trials) if k not in t]
+    if missing:
+      raise ValueError(f"metric {k!r} missing from trials {missing}")
+    values = np.array([float(t[k]) for t in trials], np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    out[k] = (float(values.mean()), std)
+  return out
+
+
+def _cell(v) -> str:
+  """(mean, std) -> 'mean ± std' x100; a bare number -> that number x100."""
+  if _is_number(v):
+    return _pct(float(v))
+  mean, std = v
+  return f"{_pct(float(mean))} ± {_pct(float(std))}"
+
+
+def _check_fraction(v, where: str):
+  values = [v] if _is_number(v) else list(v)
+  for x in values:
+    if not _is_number(x) or not (math.isnan(float(x)) or -1e-9 <= float(x) <= 1 + 1e-9):
+      raise ValueError(f"{where}: {v!r} is not a fraction in [0, 1] (give 0.913, not 91.3)")
+
+
+def trials_table_markdown(rows: Mapping[str, Mapping[str, tuple[float, float]]],
+                          published: Mapping[str, Mapping[str, float]] | None = None,
+                          first_column: str = "method") -> str:
+  """Markdown table, one row per entry of `rows` and then of `published`.
+
+  rows: row label (name the split protocol in it) -> metric -> (mean, std), fractions in
+    [0, 1], e.g. from `summarize_trials`.
+  published: row label -> metric -> value or (mean, std), also fractions (0.913 for a
+    published 91.3); printed with " (published)" after the label. Values outside [0, 1]
+    raise ValueError, which catches numbers copied already x100.
+  Columns: the METRIC_KEYS present in any row; missing cells print "-".
+  """
+  published = published or {}
+  for label, values in published.items():
+    for k, v in values.items():
+      _check_fraction(v, f"published[{label!r}][{k!r}]")
+  for label, values in rows.items():
+    for k, v in values.items():
+      if k in METRIC_KEYS:
+        _check_fraction(v, f"rows[{label!r}][{k!r}]")
+  present = set().union(*(set(v) for v in rows.values()), *(set(v) for v in published.values()))
+  keys = [k for k in METRIC_KEYS if k in present]
+  if not keys:
+    raise ValueError(f"no metric among {list(METRIC_KEYS)} in the rows")
+  lines = _header(first_column, keys)
+  for label, values in rows.items():
+    lines.append(_row([label] + [_cell(values[k]) if k in values else "-" for k in keys]))
+  for label, values in published.items():
+    lines.append(_row([f"{label} (published)"] +
+                      [_cell(values[k]) if k in values else "-" for k in keys]))
+  return "\n".join(lines) + "\n"

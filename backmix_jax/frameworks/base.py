@@ -1,0 +1,61 @@
+"""What every open-set framework provides, and the network that joins it to a backbone.
+
+A framework is one small unit: a head (feature map -> logits and per-location class
+maps), a training loss, an open-set score (higher = more known) and the map BackMix
+reads its CAMs from. The train step and the evaluator only talk to this interface.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from backmix_jax.frameworks.scores import get_score
+
+
+class Framework:
+  """Base class; subclasses override `make_head` and `loss`, and usually `score`."""
+  name: str = ""
+  default_score: str = "mls"
+  scores: tuple[str, ...] = ("msp", "mls", "energy")
+
+  def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
+    raise NotImplementedError
+
+  def loss(self, outputs: dict, labels: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+    """outputs of the network, labels int [B] -> (scalar loss, dict of scalar extras)."""
+    raise NotImplementedError
+
+  def score(self, outputs: dict, name: str = "") -> jnp.ndarray:
+    """[B] float32 open-set score, higher = more likely known."""
+    name = name or self.default_score
+    if name not in self.scores:
+      raise ValueError(f"framework {self.name!r} has no score {name!r}; choose from {self.scores}")
+    return get_score(name)(outputs["logits"])
+
+  def cam_maps(self, outputs: dict) -> jnp.ndarray:
+    """[B,g,g,K] per-location class evidence that BackMix turns into CAMs."""
+    return outputs["class_maps"]
+
+
+class OSRNet(nn.Module):
+  """Backbone + framework head.
+
+  __call__(x [B,H,W,C] float, train) -> dict with at least
+    logits [B,K] float32, class_maps [B,g,g,K] float32, features [B,D] float32.
+  """
+  backbone: nn.Module
+  head: nn.Module
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    return self.head(self.backbone(x, train=train), train=train)
+
+
+def gap(feature_map: jnp.ndarray) -> jnp.ndarray:
+  """[B,g,g,D] -> [B,D] global average pool, in float32."""
+  return jnp.mean(feature_map.astype(jnp.float32), axis=(1, 2))
+
+
+Registry = dict[str, Callable[[], Framework]]

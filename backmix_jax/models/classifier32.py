@@ -1,0 +1,97 @@
+"""Plain conv-BN-activation stacks: ARPL's classifier32 and a small CNN for quick runs.
+
+classifier32 follows ARPL's `models/models.py` (facts read from it): nine bias-free 3x3
+convolutions 64-64-128s2 / 128-128-128s2 / 128-128-128s2, all padding 1, each followed by
+BatchNorm (PyTorch defaults: momentum 0.1, eps 1e-5) and LeakyReLU(0.2); Dropout2d(0.2) on
+the input and before the second and third stages. Init (`weights_init`): conv weights
+N(0, 0.05), BN scale N(1, 0.02), BN bias 0. Maps: 32 px -> 4x4, 64 px -> 8x8 (ARPL uses this
+same network for 64 px TinyImageNet; its adaptive average pool absorbs the larger map),
+28 px -> 4x4. ARPL also builds a `bn10` that its forward never uses: it is left out here.
+
+PyTorch BN momentum m is Flax momentum 1-m. Flax keeps the biased batch variance in the
+running average where PyTorch keeps the unbiased one: the factor n/(n-1) is negligible for
+n = batch x height x width.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _normal(mean: float, std: float):
+  """Initializer drawing N(mean, std^2) in the requested dtype."""
+  def init(key, shape, dtype=jnp.float32):
+    return mean + std * jax.random.normal(key, shape, dtype)
+  return init
+
+
+class Classifier32(nn.Module):
+  """ARPL's classifier32 without its pooling and fc: x [B,H,W,C] -> [B,ceil(H/8),ceil(W/8),128].
+
+  Output has dtype `dtype` (the compute dtype); parameters and batch statistics are float32.
+  """
+  dtype: Any = jnp.float32
+  bn_axis_name: str | None = None
+  widths: Sequence[int] = (64, 64, 128, 128, 128, 128, 128, 128, 128)
+  strides: Sequence[int] = (1, 1, 2, 1, 1, 2, 1, 1, 2)
+  dropout_rate: float = 0.2
+  # ARPL drops channels on the input and right before convs 4 and 7.
+  dropout_before: Sequence[int] = (0, 3, 6)
+  negative_slope: float = 0.2
+  bn_momentum: float = 0.9
+  conv_std: float = 0.05
+
+  @property
+  def feature_dim(self) -> int:
+    return self.widths[-1]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = x.astype(self.dtype)
+    for i, (width, stride) in enumerate(zip(self.widths, self.strides)):
+      if i in self.dropout_before:
+        # Dropout2d: one Bernoulli draw per (sample, channel), shared over H and W.
+        x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train,
+                       name=f"dropout{i}")(x)
+      x = nn.Conv(width, (3, 3), strides=stride, padding=((1, 1), (1, 1)), use_bias=False,
+                  kernel_init=_normal(0.0, self.conv_std), dtype=self.dtype,
+                  param_dtype=jnp.float32, name=f"conv{i + 1}")(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
+                       scale_init=_normal(1.0, 0.02), axis_name=self.bn_axis_name,
+                       dtype=self.dtype, param_dtype=jnp.float32, name=f"bn{i + 1}")(x)
+      x = jax.nn.leaky_relu(x, self.negative_slope)
+    return x
+
+
+class CnnSmall(nn.Module):
+  """A four-conv CNN (~112k parameters) for CPU tests and quick runs.
+
+  x [B,H,W,C] -> [B,ceil(H/4),ceil(W/4),96]: 32 px -> 8x8, the BackMix bank's grid.
+  Same conventions as Classifier32 (explicit padding 1, BN momentum 0.9, ReLU); He-normal
+  fan-out conv init.
+  """
+  dtype: Any = jnp.float32
+  bn_axis_name: str | None = None
+  widths: Sequence[int] = (32, 64, 64, 96)
+  strides: Sequence[int] = (1, 2, 1, 2)
+  bn_momentum: float = 0.9
+
+  @property
+  def feature_dim(self) -> int:
+    return self.widths[-1]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = x.astype(self.dtype)
+    for i, (width, stride) in enumerate(zip(self.widths, self.strides)):
+      x = nn.Conv(width, (3, 3), strides=stride, padding=((1, 1), (1, 1)), use_bias=False,
+                  kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+                  dtype=self.dtype, param_dtype=jnp.float32, name=f"conv{i + 1}")(x)
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
+                       axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=jnp.float32,
+                       name=f"bn{i + 1}")(x)
+      x = jax.nn.relu(x)
+    return x

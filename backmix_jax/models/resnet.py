@@ -1,0 +1,103 @@
+"""CIFAR-style ResNets (3x3 stem, no max-pool): CSSR's ResNet-18 and a ResNet-34.
+
+CSSR's `methods/resnet.py` (facts read from it): stem = bias-free 3x3 conv to 64 channels,
+stride 1, BN, LeakyReLU (PyTorch default slope 0.01); four stages of basic blocks, widths
+64/128/256/512, strides 1/2/2/2; a block is conv3x3(stride)-BN-LeakyReLU(0.01)-conv3x3-BN plus
+a shortcut (1x1 conv + BN when the shape changes) followed by ReLU after the sum; BN at PyTorch
+defaults (momentum 0.1 -> Flax 0.9, eps 1e-5). CSSR's configs set projection_dim = -1, so the
+optional 1x1 projection is absent and the map has 512 channels: 64 px -> 8x8, 32 px -> 4x4.
+No custom init: PyTorch's default conv init, U(+-1/sqrt(fan_in)) = variance scaling 1/3,
+fan-in, uniform; BN scale 1, bias 0.
+
+ResNet-34 (OOD benchmark) is the usual CIFAR ResNet-34: same layout with (3,4,6,3) blocks and
+plain ReLU everywhere (slope 0). Any field can be overridden through the registry, e.g.
+`conv_init='he_fan_out'` for torchvision's Kaiming-normal fan-out init.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+CONV_INITS = {
+    "torch_default": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+    "he_fan_out": nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+}
+
+
+class _BasicBlock(nn.Module):
+  """[B,H,W,Cin] -> [B,H/stride,W/stride,width]."""
+  width: int
+  stride: int
+  negative_slope: float
+  conv_init: str
+  bn_momentum: float
+  bn_axis_name: str | None
+  dtype: Any
+
+  def _conv(self, kernel, stride, name):
+    pad = (kernel - 1) // 2
+    return nn.Conv(self.width, (kernel, kernel), strides=stride,
+                   padding=((pad, pad), (pad, pad)), use_bias=False,
+                   kernel_init=CONV_INITS[self.conv_init], dtype=self.dtype,
+                   param_dtype=jnp.float32, name=name)
+
+  def _bn(self, train, name):
+    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
+                        axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=jnp.float32,
+                        name=name)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    out = self._bn(train, "bn1")(self._conv(3, self.stride, "conv1")(x))
+    out = jax.nn.leaky_relu(out, self.negative_slope)
+    out = self._bn(train, "bn2")(self._conv(3, 1, "conv2")(out))
+    if self.stride != 1 or x.shape[-1] != self.width:
+      x = self._bn(train, "shortcut_bn")(self._conv(1, self.stride, "shortcut_conv")(x))
+    return jax.nn.relu(out + x)
+
+
+class ResNet(nn.Module):
+  """x [B,H,W,C] -> [B,H/(stem_stride*first_stride*8),...,512], dtype `dtype`.
+
+  Defaults are CSSR's ResNet-18.
+  """
+  dtype: Any = jnp.float32
+  bn_axis_name: str | None = None
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  widths: Sequence[int] = (64, 128, 256, 512)
+  stem_stride: int = 1
+  first_stride: int = 1
+  negative_slope: float = 0.01
+  conv_init: str = "torch_default"
+  bn_momentum: float = 0.9
+
+  def __post_init__(self):
+    if self.conv_init not in CONV_INITS:
+      raise ValueError(f"unknown conv_init {self.conv_init!r}; known: {sorted(CONV_INITS)}")
+    super().__post_init__()
+
+  @property
+  def feature_dim(self) -> int:
+    return self.widths[-1]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = x.astype(self.dtype)
+    x = nn.Conv(self.widths[0], (3, 3), strides=self.stem_stride, padding=((1, 1), (1, 1)),
+                use_bias=False, kernel_init=CONV_INITS[self.conv_init], dtype=self.dtype,
+                param_dtype=jnp.float32, name="stem_conv")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
+                     axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=jnp.float32,
+                     name="stem_bn")(x)
+    x = jax.nn.leaky_relu(x, self.negative_slope)
+    for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
+      for i in range(blocks):
+        stride = (self.first_stride if stage == 0 else 2) if i == 0 else 1
+        x = _BasicBlock(width=width, stride=stride, negative_slope=self.negative_slope,
+                        conv_init=self.conv_init, bn_momentum=self.bn_momentum,
+                        bn_axis_name=self.bn_axis_name, dtype=self.dtype,
+                        name=f"stage{stage + 1}_block{i + 1}")(x, train)
+    return x

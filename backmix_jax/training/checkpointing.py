@@ -1,0 +1,80 @@
+"""Orbax checkpoints of the train state, with a small JSON record of what model they hold.
+
+Layout: <workdir>/checkpoints/<step>/{state,meta}. `meta` names the model, framework,
+classes and input shape, so restoring into an incompatible model fails with one clear
+sentence instead of a shape error deep inside Orbax.
+"""
+from __future__ import annotations
+
+import os
+
+import flax.serialization
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint, or one that belongs to a different model."""
+
+
+def model_signature(config, num_classes: int, image_shape, bank_size: int) -> dict:
+  """What must match between a checkpoint and the model it is restored into."""
+  return dict(model=config.model, framework=config.framework, num_classes=int(num_classes),
+              image_shape=[int(s) for s in image_shape], bank_size=int(bank_size))
+
+
+class Checkpointer:
+  """Saves every `every_steps` (and when forced), keeps the newest `keep`."""
+
+  def __init__(self, workdir: str, *, every_steps: int = 0, keep: int = 3):
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, save_interval_steps=max(every_steps, 1), create=True)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def save(self, step: int, state, meta: dict, *, force: bool = False) -> bool:
+    """Asynchronous save; returns whether a checkpoint was started at this step."""
+    return self.manager.save(
+        step, force=force,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+                                meta=ocp.args.JsonSave(dict(meta, step=int(step)))))
+
+  def read_meta(self, step: int) -> dict:
+    return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+  def restore(self, template, signature: dict, step: int | None = None):
+    """Restore `step` (newest by default) into the structure and shardings of `template`.
+
+    Raises CheckpointError when there is none or its model signature differs.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    if step not in self.all_steps():
+      raise CheckpointError(f"no checkpoint at step {step} in {self.directory}; "
+                            f"available: {self.all_steps()}")
+    meta = self.read_meta(step)
+    saved = {k: meta.get(k) for k in signature}
+    if saved != signature:
+      diff = ", ".join(f"{k}: checkpoint {saved[k]!r} vs config {signature[k]!r}"
+                       for k in signature if saved[k] != signature[k])
+      raise CheckpointError(f"checkpoint at step {step} in {self.directory} holds a different "
+                            f"model ({diff}); use another --workdir")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(template))
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+    return flax.serialization.from_state_dict(template, restored), step
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()

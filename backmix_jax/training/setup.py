@@ -1,0 +1,67 @@
+"""Everything a run is built from, derived once from the config: data, mesh, networks,
+optimiser, an initial state and the checkpoint signature. Shared by train and evaluate."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from backmix_jax import parallel
+from backmix_jax.data import augment
+from backmix_jax.data.benchmark import load_open_set
+from backmix_jax.data.openset import OpenSetData
+from backmix_jax.data.pipeline import TrainStream
+from backmix_jax.frameworks import Framework, OSRNet, get_framework
+from backmix_jax.models import get_backbone
+from backmix_jax.training import checkpointing
+from backmix_jax.training.optimizer import make_optimizer
+from backmix_jax.training.state import TrainState, create_train_state
+
+
+@dataclasses.dataclass
+class Run:
+  config: object
+  data: OpenSetData
+  mesh: jax.sharding.Mesh
+  framework: Framework
+  train_model: OSRNet   # batch norm synchronised over the 'data' axis (inside shard_map)
+  eval_model: OSRNet    # same parameters, no collective (plain jit)
+  stream: TrainStream
+  tx: optax.GradientTransformation
+  state: TrainState     # freshly initialised, replicated over the mesh
+  signature: dict
+
+  @property
+  def total_steps(self) -> int:
+    return self.stream.steps_per_epoch * self.config.num_epochs
+
+  def variables(self, state: TrainState) -> dict:
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def build_network(config, num_classes: int, framework: Framework, bn_axis_name) -> OSRNet:
+  dtype = jnp.dtype(config.dtype)
+  return OSRNet(get_backbone(config.model, dtype=dtype, bn_axis_name=bn_axis_name),
+                framework.make_head(num_classes, dtype))
+
+
+def build_run(config, data: OpenSetData | None = None) -> Run:
+  data = load_open_set(config) if data is None else data
+  mesh = parallel.make_mesh()
+  framework = get_framework(config.framework)
+  k = data.num_classes
+  train_model = build_network(config, k, framework, parallel.DATA_AXIS)
+  eval_model = build_network(config, k, framework, None)
+  bank_mode = config.backmix.enabled and config.backmix.cam_source == "bank"
+  stream = TrainStream(data.train, config.batch_size, config.seed, jax.process_index(),
+                       jax.process_count(), partner_stream=bank_mode, backend=config.data.backend)
+  tx = make_optimizer(config.optimizer, stream.steps_per_epoch, config.num_epochs)
+  sample = augment.normalize(jnp.asarray(data.train.images[:2]), config.data.normalize)
+  bank_size = len(data.train) if bank_mode else 0
+  init = jax.jit(lambda rng, x: create_train_state(eval_model, tx, rng, x, bank_size),
+                 out_shardings=parallel.replicated(mesh))
+  state = init(jax.random.key(config.seed), sample)
+  signature = checkpointing.model_signature(config, k, data.train.images.shape[1:], bank_size)
+  return Run(config, data, mesh, framework, train_model, eval_model, stream, tx, state, signature)

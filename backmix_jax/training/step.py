@@ -1,0 +1,117 @@
+"""The data-parallel train step, with BackMix inside it.
+
+`per_device_step` is the program one device runs on its shard of the batch (pmap
+style): clean forward without gradients -> CAMs -> background patches pasted ->
+augmentation -> forward/backward -> gradients and metrics averaged with lax.pmean
+over 'data' (batch-norm statistics are averaged inside BatchNorm via its axis_name).
+`make_train_step` maps it over every device with jax.shard_map under jax.jit, the
+train state replicated and the batch sharded.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import optax
+from jax.sharding import PartitionSpec as P
+
+from backmix_jax import backmix
+from backmix_jax.data import augment as aug
+from backmix_jax.parallel import DATA_AXIS
+from backmix_jax.training.state import TrainState
+
+
+def backmix_images(rng, model, framework, state: TrainState, images, labels, batch, bcfg,
+                   normalization: str, steps_per_epoch: int):
+  """Mix background patches into normalised images [b,H,W,C] of one device.
+
+  Returns (images [b,H,W,C], new bank). The CAMs come from a gradient-free forward of
+  the clean images; in bank mode partners come from the batch's second stream and
+  their CAMs from the bank, which is refreshed (EMA) with the CAMs of this batch.
+  """
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  if bcfg.cam_batch_stats:
+    # Batch statistics of the clean batch; the running-statistics update is discarded.
+    outputs, _ = model.apply(variables, images, train=True, mutable=["batch_stats"],
+                             rngs={"dropout": jax.random.fold_in(rng, 1)})
+  else:
+    outputs = model.apply(variables, images, train=False)
+  outputs = jax.lax.stop_gradient(outputs)
+  cams = backmix.class_activation_maps(framework.cam_maps(outputs), labels, norm=bcfg.cam_norm)
+  common = dict(fg_ratio=bcfg.fg_ratio, patch_frac=bcfg.patch_frac, fill=bcfg.fill,
+                mix_prob=bcfg.mix_prob)
+  bank = state.bank
+  if bcfg.cam_source == "bank":
+    partner_images = aug.normalize(batch["partner_image"], normalization)
+    mixed = backmix.apply_backmix_from_sources(
+        rng, images, partner_images, bank[batch["partner_index"]], **common)
+    # Every device refreshes its own rows; gathering keeps the bank replicated.
+    all_idx = lax.all_gather(batch["index"], DATA_AXIS, tiled=True)
+    all_cams = lax.all_gather(cams, DATA_AXIS, tiled=True)
+    bank = backmix.update_bank(bank, all_idx, all_cams, momentum=bcfg.bank_momentum)
+  else:
+    mixed = backmix.apply_backmix(rng, images, cams, partner=bcfg.partner, **common)
+  if bcfg.warmup_epochs:
+    active = state.step >= int(bcfg.warmup_epochs * steps_per_epoch)
+    mixed = jnp.where(active, mixed, images)
+  return mixed, bank
+
+
+def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, config,
+                    steps_per_epoch: int):
+  """One device's part of a train step. batch: image uint8 [b,H,W,C], label int32 [b],
+  index int32 [b] (+ partner_image, partner_index in bank mode). Returns (state, metrics)."""
+  dcfg, bcfg = config.data, config.backmix
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  key = jax.random.fold_in(key, lax.axis_index(DATA_AXIS))  # each device its own draws
+  k_mix, k_aug, k_drop = jax.random.split(key, 3)
+  labels = batch["label"]
+  images = aug.normalize(batch["image"], dcfg.normalize)
+  bank = state.bank
+  if bcfg.enabled:
+    mixed, bank = backmix_images(k_mix, model, framework, state, images, labels, batch, bcfg,
+                                 dcfg.normalize, steps_per_epoch)
+    if bcfg.train_on == "mix+clean":
+      mixed = jnp.concatenate([mixed, images])
+      labels = jnp.concatenate([labels, labels])
+    images = mixed
+  images = aug.augment(k_aug, images, flip=dcfg.flip, crop_padding=dcfg.crop_padding,
+                       normalization=dcfg.normalize)
+
+  def loss_fn(params):
+    outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
+                                   train=True, mutable=["batch_stats"], rngs={"dropout": k_drop})
+    loss, extras = framework.loss(outputs, labels)
+    return loss, (outputs, updates.get("batch_stats", {}), extras)
+
+  (loss, (outputs, batch_stats, extras)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = lax.pmean(grads, DATA_AXIS)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                            opt_state=opt_state, bank=bank)
+  finite = jnp.isfinite(loss) & jnp.all(jnp.array(
+      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  finite = lax.pmin(finite.astype(jnp.int32), DATA_AXIS).astype(bool)
+  if config.nan_policy == "skip_step":
+    # Keep the old state but count the step, so the data position still advances.
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state,
+                             state.replace(step=state.step + 1))
+  accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == labels)
+  metrics = dict(loss=loss, accuracy=accuracy, **extras)
+  metrics = lax.pmean(metrics, DATA_AXIS)
+  metrics["finite"] = finite
+  return new_state, metrics
+
+
+def make_train_step(mesh, *, model, framework, tx, config, steps_per_epoch: int):
+  """jit(shard_map(per_device_step)): (state, global batch) -> (state, metrics).
+
+  The state is donated: its buffers are reused for the new state.
+  """
+  body = functools.partial(per_device_step, model=model, framework=framework, tx=tx,
+                           config=config, steps_per_epoch=steps_per_epoch)
+  mapped = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()))
+  return jax.jit(mapped, donate_argnums=0)

@@ -1,0 +1,74 @@
+"""Config checks that run before any data is read or anything compiles.
+
+Each problem becomes one sentence; all problems are reported together.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+
+
+class ConfigError(ValueError):
+  """The config cannot describe a valid run."""
+
+
+CHOICES = {
+    "backmix.cam_source": ("live", "bank"),
+    "backmix.partner": ("permutation", "uniform"),
+    "backmix.train_on": ("mix", "mix+clean"),
+    "backmix.cam_norm": ("minmax", "relu", "softmax"),
+    "data.normalize": ("cssr", "unit"),
+    "data.backend": ("auto", "tf", "numpy"),
+    "optimizer.name": ("sgd", "adam"),
+    "optimizer.schedule": ("multistep", "cosine", "constant"),
+    "nan_policy": ("stop", "skip_step"),
+    "dtype": ("float32", "bfloat16", "float16"),
+}
+
+
+def _get(config, dotted: str):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def problems(config) -> list[str]:
+  """Every problem found in `config` (empty when it is usable)."""
+  from backmix_jax.frameworks import FRAMEWORKS
+  from backmix_jax.models import BACKBONES
+  out = []
+  for key, allowed in CHOICES.items():
+    if _get(config, key) not in allowed:
+      out.append(f"{key}={_get(config, key)!r} is not one of {', '.join(allowed)}")
+  if config.framework not in FRAMEWORKS:
+    out.append(f"framework={config.framework!r} is unknown; known: {', '.join(sorted(FRAMEWORKS))}")
+  if config.model not in BACKBONES:
+    out.append(f"model={config.model!r} is unknown; known: {', '.join(sorted(BACKBONES))}")
+  if not config.optimizer.learning_rate > 0:
+    out.append(f"optimizer.learning_rate must be > 0, got {config.optimizer.learning_rate}")
+  if config.num_epochs < 1:
+    out.append(f"num_epochs must be >= 1, got {config.num_epochs}")
+  if not 0 <= config.trial <= 4:
+    out.append(f"trial must be 0..4, got {config.trial}")
+  b = config.backmix
+  if not 0 < b.fg_ratio <= 1:
+    out.append(f"backmix.fg_ratio must be in (0, 1], got {b.fg_ratio}")
+  if not 0 < b.patch_frac <= 1:
+    out.append(f"backmix.patch_frac must be in (0, 1], got {b.patch_frac}")
+  if not 0 <= b.mix_prob <= 1:
+    out.append(f"backmix.mix_prob must be in [0, 1], got {b.mix_prob}")
+  n_dev = jax.device_count()
+  for key in ("batch_size", "eval_batch_size"):
+    if config[key] < 1 or config[key] % n_dev:
+      out.append(f"{key}={config[key]} must be a positive multiple of the {n_dev} devices")
+  kind, _, path = config.data.source.partition(":")
+  if kind in ("npz", "folder") and not os.path.exists(path):
+    out.append(f"data.source path {path!r} does not exist")
+  return out
+
+
+def check_config(config):
+  found = problems(config)
+  if found:
+    raise ConfigError("invalid config: " + "; ".join(found))

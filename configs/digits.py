@@ -1,0 +1,24 @@
+"""scikit-learn digits, 6 known / 4 unknown: the one-minute CPU demo of the whole pipeline.
+
+python -m experiments.train --config configs/digits.py --workdir runs/digits
+"""
+from configs import default
+
+
+def get_config():
+  c = default.get_base_config()
+  c.dataset = "digits"
+  c.data.source = "digits"
+  c.data.image_size = 32
+  c.data.flip = False        # digits are not mirror-symmetric
+  c.data.crop_padding = 2
+  c.model = "classifier32"
+  c.batch_size = 64
+  c.num_epochs = 10
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.schedule = "cosine"
+  c.checkpoint_every_steps = 40
+  c.log_every_steps = 10
+  return c

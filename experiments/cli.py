@@ -1,0 +1,57 @@
+"""Shared command-line plumbing: --config/--workdir flags, quiet TensorFlow, one-line errors."""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+
+absl_logging.set_verbosity(absl_logging.WARNING)
+
+CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/digits.py",
+                                         lock_config=True)
+WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
+
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+  from backmix_jax.data.sources import DataError
+  from backmix_jax.training.checkpointing import CheckpointError
+  from backmix_jax.training.train import NonFiniteError
+  from backmix_jax.training.validate import ConfigError
+  return (ConfigError, DataError, CheckpointError, NonFiniteError)
+
+
+def _parse_flags(argv):
+  """Unknown fields and bad override values end in one line, not a traceback."""
+  try:
+    rest = flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    msg = str(e).strip("'\"")
+    if isinstance(e, (AttributeError, KeyError)):
+      msg = f"unknown config field {msg}"
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+  if CONFIG.value is None or WORKDIR.value is None:
+    print("error: --config and --workdir are required", file=sys.stderr)
+    sys.exit(2)
+  return rest
+
+
+def run_main(main):
+  """absl app.run with bad flags and user errors (bad config, data, checkpoint) in one line."""
+  from absl import app
+
+  def wrapped(argv):
+    try:
+      main(argv)
+    except user_errors() as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(wrapped, flags_parser=_parse_flags)
