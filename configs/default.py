@@ -24,6 +24,7 @@ def get_base_config() -> ml_collections.ConfigDict:
       flip=True,             # random horizontal flip (on device, after mixing)
       crop_padding=4,        # zero-pad then random crop back (0 disables)
       backend="auto",        # auto | tf | numpy: host input pipeline
+      unknown_source="",     # CIFAR+N / OOD unknowns: '' = the split's (tfds cifar100 / svhn)
   ))
 
   c.model = "classifier32"
@@ -31,6 +32,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.framework = "softmax"
   c.score = "mls"            # open-set score: msp | mls | energy (framework default if '')
 
+  c.num_devices = 0          # 0: every device of every host; n: the first n (tests, debugging)
   c.batch_size = 128         # global batch, split over every device of every host
   c.eval_batch_size = 256
   c.num_epochs = 100
@@ -68,3 +70,41 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = 0    # 0: evaluate only at the end
   c.nan_policy = "stop"      # stop | skip_step
   return c
+
+
+# Training recipes of the base code bases (SPEC section 3). Each sets every field that
+# differs between them, so a benchmark config can switch wholesale; the split protocol is
+# separate (--config.protocol). 'model' here is the 32 px backbone; see apply_recipe.
+RECIPES = {
+    # ARPL (iCGY96/ARPL osr.py): classifier32, inputs in [0,1], SGD, x0.1 every 30 epochs.
+    "arpl": dict(model="classifier32", normalize="unit", batch_size=64, num_epochs=100,
+                 optimizer=dict(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False,
+                                weight_decay=1e-4, schedule="multistep",
+                                milestones=(30, 60, 90, 120), decay=0.1, warmup_epochs=0)),
+    # CSSR (xyzedd/CSSR): WRN-40-4 (ResNet-18 at 64 px), (x-0.5)/0.25, SGD 0.4 without momentum.
+    "cssr": dict(model="wrn40_4", normalize="cssr", batch_size=128, num_epochs=200,
+                 optimizer=dict(name="sgd", learning_rate=0.4, momentum=0.0, nesterov=False,
+                                weight_decay=5e-4, schedule="multistep", milestones=(120, 190),
+                                decay=0.1, warmup_epochs=0)),
+}
+
+
+def apply_recipe(config: ml_collections.ConfigDict, recipe: str) -> ml_collections.ConfigDict:
+  """Set model, normalisation, batch size, epochs and optimiser to `recipe` ('arpl' | 'cssr').
+
+  Benchmark configs call it from get_config(recipe), so the command line picks one with
+  `--config=configs/cifar10.py:cssr`; single fields stay overridable after it
+  (`--config.optimizer.learning_rate=...`). Call after data.image_size is set: CSSR trains
+  ResNet-18 on 64 px images. Returns `config` (changed in place).
+  """
+  if recipe not in RECIPES:
+    raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+  r = RECIPES[recipe]
+  config.model = r["model"]
+  if recipe == "cssr" and config.data.image_size == 64:
+    config.model = "resnet18"
+  config.data.normalize = r["normalize"]
+  config.batch_size = r["batch_size"]
+  config.num_epochs = r["num_epochs"]
+  config.optimizer.update(r["optimizer"])
+  return config

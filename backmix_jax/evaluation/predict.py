@@ -16,17 +16,46 @@ from backmix_jax.data.pipeline import eval_batches
 from backmix_jax.evaluation.metrics import open_set_metrics
 
 
-def make_predict_fn(model, framework, score_names, normalization: str):
-  """jit: (variables, images uint8 [B,H,W,C]) -> dict(pred [B] int32, <score> [B] float32)."""
+def make_predict_fn(model, framework, score_names, normalization: str, score_states=None):
+  """(variables, images uint8 [B,H,W,C]) -> dict(pred [B] int32, <score> [B] float32), jitted.
+
+  score_states: {score name: what framework.fit_score returned} for scores that need
+  training-set statistics (see fit_score_states); passed to jit as an argument, not baked in.
+  """
+  states = {name: (score_states or {}).get(name) for name in score_names}
 
   @jax.jit
-  def predict(variables, images):
+  def predict_with_states(variables, states, images):
     outputs = model.apply(variables, augment.normalize(images, normalization), train=False)
-    out = {name: framework.score(outputs, name) for name in score_names}
+    out = {name: framework.score(outputs, name, states[name]) for name in score_names}
     out["pred"] = outputs["logits"].argmax(-1)
     return out
 
-  return predict
+  return lambda variables, images: predict_with_states(variables, states, images)
+
+
+def fit_score_states(model, framework, variables, split, score_names, *, batch_size: int,
+                     normalization: str, mesh) -> dict:
+  """{score name: framework.fit_score(name, ...)} over `split` (the training set, no augmentation).
+
+  Frameworks reduce per-batch statistics on device; the batch sums are added on the host
+  in float64, so long training sets lose no precision.
+  """
+  def reduce_train(fn):
+    @jax.jit
+    def batch_sums(variables, images, mask):
+      outputs = model.apply(variables, augment.normalize(images, normalization), train=False)
+      return fn(outputs, mask)
+
+    total = None
+    for batch in eval_batches(split, batch_size, jax.process_index(), jax.process_count()):
+      g = parallel.to_global({"image": batch["image"], "mask": batch["mask"]}, mesh)
+      sums = jax.tree.map(lambda x: parallel.to_host(x).astype(np.float64),
+                          batch_sums(variables, g["image"], g["mask"]))
+      total = sums if total is None else jax.tree.map(np.add, total, sums)
+    return total
+
+  return {name: framework.fit_score(name, reduce_train) for name in score_names}
 
 
 def predict_split(predict_fn, variables, split, batch_size: int, mesh) -> dict:
@@ -48,8 +77,10 @@ def evaluate_open_set(model, framework, variables, data, *, score: str, batch_si
   Returns (metrics, outputs): outputs holds the per-sample arrays for plots
   (known_scores, known_preds, known_labels, unknown_scores).
   """
-  score = score or framework.default_score
-  fn = make_predict_fn(model, framework, (score,), normalization)
+  score = framework.check_score(score)
+  states = fit_score_states(model, framework, variables, data.train, (score,),
+                            batch_size=batch_size, normalization=normalization, mesh=mesh)
+  fn = make_predict_fn(model, framework, (score,), normalization, states)
   known = predict_split(fn, variables, data.test_known, batch_size, mesh)
   unknown = predict_split(fn, variables, data.test_unknown, batch_size, mesh)
   outputs = dict(known_scores=known[score], known_preds=known["pred"],

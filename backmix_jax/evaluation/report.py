@@ -1,4 +1,5 @@
-"""Markdown tables of metrics and of trial summaries (mean +- std), beside published numbers.
+"""Markdown tables of metrics and of trial summaries (mean +- std), beside published numbers,
+and the files that record one evaluation (`write_evaluation`).
 
 Metric dicts hold fractions in [0, 1] (as `metrics.open_set_metrics` returns them); tables
 print them x100 with two decimals. Only the keys of `metrics.METRIC_KEYS` become columns,
@@ -6,8 +7,11 @@ in that order.
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
 import numbers
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -121,3 +125,70 @@ def trials_table_markdown(rows: Mapping[str, Mapping[str, tuple[float, float]]],
     lines.append(_row([f"{label} (published)"] +
                       [_cell(values[k]) if k in values else "-" for k in keys]))
   return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- one evaluation
+
+# metrics.json of a run holds the metric keys, `score`, `step`, the test set sizes and a
+# `run` block naming what was evaluated: dataset, protocol, trial, known_classes, model,
+# framework, backmix (on/off), num_epochs, total_steps, arpl_compat.
+
+
+def evaluation_row_name(metrics: Mapping) -> str:
+  """Table row label naming benchmark, split protocol, trial, score and checkpoint step."""
+  run = metrics.get("run", {})
+  parts = []
+  if run:
+    parts.append(f"{run['dataset']} {run['protocol']} trial {run['trial']}")
+  if "score" in metrics:
+    parts.append(f"score {metrics['score']}")
+  if "step" in metrics:
+    parts.append(f"step {metrics['step']}")
+  return ", ".join(parts) or "run"
+
+
+def evaluation_markdown(metrics: Mapping) -> str:
+  """metrics.md: a heading and one line saying what was evaluated, then the metrics table."""
+  run = metrics.get("run", {})
+  lines = []
+  if run:
+    lines.append(f"# Open-set evaluation: {run['dataset']}, {run['protocol']} split protocol, "
+                 f"trial {run['trial']}\n")
+    about = [f"{run['model']} + {run['framework']}, BackMix {'on' if run['backmix'] else 'off'}",
+             f"known classes {list(run['known_classes'])}",
+             f"checkpoint step {metrics.get('step')} of {run['total_steps']}"]
+    if "num_known" in metrics:
+      about.append(f"{metrics['num_known']} known + {metrics['num_unknown']} unknown test "
+                   "samples")
+    about.append("ARPL-compatible metrics (ARPL's core/evaluation.py conventions)"
+                 if run.get("arpl_compat") else "exact metrics (SPEC section 5)")
+    lines.append("; ".join(about) + "; values x100.\n")
+  lines.append(metrics_table_markdown(metrics, evaluation_row_name(metrics)))
+  return "\n".join(lines)
+
+
+def write_evaluation(directory: str, metrics: Mapping, outputs: Mapping) -> list[str]:
+  """Write one evaluation's record in `directory`; returns the paths written.
+
+  metrics.json (`metrics` as is), metrics.md (`evaluation_markdown`), eval_outputs.npz (the
+  per-sample `outputs`: known_scores, known_preds, known_labels [Nk], unknown_scores [Nu],
+  ...), and the plots roc.png, score_histogram.png, oscr.png.
+  """
+  from backmix_jax.evaluation import plots  # matplotlib only when files are written
+  os.makedirs(directory, exist_ok=True)
+  path = functools.partial(os.path.join, directory)
+  with open(path("metrics.json"), "w") as f:
+    json.dump(metrics, f, indent=2)
+  with open(path("metrics.md"), "w") as f:
+    f.write(evaluation_markdown(metrics))
+  np.savez(path("eval_outputs.npz"), **outputs)
+  known, unknown = outputs["known_scores"], outputs["unknown_scores"]
+  correct = np.asarray(outputs["known_preds"]) == np.asarray(outputs["known_labels"])
+  run = metrics.get("run", {})
+  what = evaluation_row_name(metrics)
+  label = f"{run['model']}, BackMix {'on' if run['backmix'] else 'off'}" if run else "model"
+  return [path("metrics.json"), path("metrics.md"), path("eval_outputs.npz"),
+          plots.plot_roc_curves({label: (known, unknown)}, path("roc.png"), title=f"ROC: {what}"),
+          plots.plot_score_histogram(known, unknown, path("score_histogram.png"), title=what),
+          plots.plot_oscr_curves({label: (known, correct, unknown)}, path("oscr.png"),
+                                 title=f"OSCR: {what}")]

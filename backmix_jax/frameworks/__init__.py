@@ -1,8 +1,22 @@
 """Open-set frameworks: head + loss + score + CAM source. `get_framework(name)` picks one."""
+import functools
+import types
+
+from backmix_jax.frameworks.arpl import ARPL
 from backmix_jax.frameworks.base import Framework, OSRNet
+from backmix_jax.frameworks.cssr import CSSR
+from backmix_jax.frameworks.medaf import MEDAF
 from backmix_jax.frameworks.softmax import Softmax
 
-FRAMEWORKS = {"softmax": Softmax}
+# Read-only: a registry that callers could mutate would be global state.
+FRAMEWORKS = types.MappingProxyType({
+    "softmax": Softmax,
+    "arpl": ARPL,
+    "cssr": functools.partial(CSSR, "linear"),
+    "pcssr": functools.partial(CSSR, "pcssr"),
+    "rcssr": functools.partial(CSSR, "rcssr"),
+    "medaf": MEDAF,
+})
 
 
 def get_framework(name: str) -> Framework:

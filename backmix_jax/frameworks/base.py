@@ -21,18 +21,42 @@ class Framework:
   scores: tuple[str, ...] = ("msp", "mls", "energy")
 
   def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
+    """The head module: called as head(feature_map [B,g,g,D], train) -> outputs dict.
+
+    A head with batch norm declares a field `bn_axis_name` (default None); the network
+    builder sets it to the backbone's, so its statistics are synchronised the same way.
+    """
     raise NotImplementedError
 
   def loss(self, outputs: dict, labels: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
     """outputs of the network, labels int [B] -> (scalar loss, dict of scalar extras)."""
     raise NotImplementedError
 
-  def score(self, outputs: dict, name: str = "") -> jnp.ndarray:
-    """[B] float32 open-set score, higher = more likely known."""
+  def check_score(self, name: str = "") -> str:
+    """The score `name` resolves to ('' = default_score); ValueError if unsupported."""
     name = name or self.default_score
     if name not in self.scores:
       raise ValueError(f"framework {self.name!r} has no score {name!r}; choose from {self.scores}")
-    return get_score(name)(outputs["logits"])
+    return name
+
+  def score(self, outputs: dict, name: str = "", state: Any = None) -> jnp.ndarray:
+    """[B] float32 open-set score, higher = more likely known.
+
+    `state` is what `fit_score` returned for this score (None for scores that need none).
+    """
+    return get_score(self.check_score(name))(outputs["logits"])
+
+  def fit_score(self, name: str, reduce_train: Callable[[Callable], dict]) -> Any:
+    """Training-set statistics that score `name` needs; None (the default) when it needs none.
+
+    Hook for scores such as CSSR's, which standardise with training-set statistics.
+    `reduce_train(fn)` runs the network in inference mode over every training image and
+    returns, as float64 NumPy arrays, the sums over all batches of
+    `fn(outputs, mask) -> dict of arrays`, where `mask` bool [b] is False on padding rows
+    (fn must zero their contribution). It may be called several times (several passes).
+    """
+    del name, reduce_train
+    return None
 
   def cam_maps(self, outputs: dict) -> jnp.ndarray:
     """[B,g,g,K] per-location class evidence that BackMix turns into CAMs."""

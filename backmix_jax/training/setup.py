@@ -43,13 +43,15 @@ class Run:
 
 def build_network(config, num_classes: int, framework: Framework, bn_axis_name) -> OSRNet:
   dtype = jnp.dtype(config.dtype)
-  return OSRNet(get_backbone(config.model, dtype=dtype, bn_axis_name=bn_axis_name),
-                framework.make_head(num_classes, dtype))
+  head = framework.make_head(num_classes, dtype)
+  if hasattr(head, "bn_axis_name"):  # a head with batch norm (e.g. MEDAF's experts): sync it too
+    head = head.clone(bn_axis_name=bn_axis_name)
+  return OSRNet(get_backbone(config.model, dtype=dtype, bn_axis_name=bn_axis_name), head)
 
 
 def build_run(config, data: OpenSetData | None = None) -> Run:
   data = load_open_set(config) if data is None else data
-  mesh = parallel.make_mesh()
+  mesh = parallel.make_mesh(config.num_devices or None)
   framework = get_framework(config.framework)
   k = data.num_classes
   train_model = build_network(config, k, framework, parallel.DATA_AXIS)

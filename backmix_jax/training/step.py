@@ -48,8 +48,8 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
     mixed = backmix.apply_backmix_from_sources(
         rng, images, partner_images, bank[batch["partner_index"]], **common)
     # Every device refreshes its own rows; gathering keeps the bank replicated.
-    all_idx = lax.all_gather(batch["index"], DATA_AXIS, tiled=True)
-    all_cams = lax.all_gather(cams, DATA_AXIS, tiled=True)
+    all_idx = lax.all_gather(batch["index"], DATA_AXIS, tiled=True, to="invarying")
+    all_cams = lax.all_gather(cams, DATA_AXIS, tiled=True, to="invarying")
     bank = backmix.update_bank(bank, all_idx, all_cams, momentum=bcfg.bank_momentum)
   else:
     mixed = backmix.apply_backmix(rng, images, cams, partner=bcfg.partner, **common)
@@ -86,7 +86,11 @@ def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, con
     loss, extras = framework.loss(outputs, labels)
     return loss, (outputs, updates.get("batch_stats", {}), extras)
 
-  (loss, (outputs, batch_stats, extras)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  # Differentiate w.r.t. a device-varying view of the replicated parameters: the gradient
+  # is then this shard's own, and the explicit pmean below averages it (pmap semantics).
+  # Differentiating the replicated value directly would make shard_map psum it instead.
+  local_params = lax.pcast(state.params, DATA_AXIS, to="varying")
+  (loss, (outputs, batch_stats, extras)), grads = jax.value_and_grad(loss_fn, has_aux=True)(local_params)
   grads = lax.pmean(grads, DATA_AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)

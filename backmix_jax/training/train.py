@@ -6,12 +6,10 @@ step behind), checkpoints periodically and at the end, then evaluates the final 
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import jax
-import numpy as np
 
 from backmix_jax import parallel
 from backmix_jax.evaluation import report
@@ -33,17 +31,27 @@ def save_config(config, workdir: str):
       f.write(config.to_json_best_effort(indent=2))
 
 
-def evaluate_run(run: Run, state, workdir: str, logger: MetricLogger | None = None) -> dict:
-  """Open-set metrics of `state` on the run's test data; writes metrics.json."""
+def evaluate_run(run: Run, state, workdir: str, logger: MetricLogger | None = None, *,
+                 arpl_compat: bool = False) -> dict:
+  """Open-set metrics of `state` on the run's test data, shared by train and evaluate.
+
+  Writes metrics.json (with a `run` block naming what was evaluated), metrics.md,
+  eval_outputs.npz and the ROC, score-histogram and OSCR plots in `workdir`.
+  """
   cfg = run.config
   metrics, outputs = evaluate_open_set(
       run.eval_model, run.framework, run.variables(state), run.data, score=cfg.score,
-      batch_size=cfg.eval_batch_size, normalization=cfg.data.normalize, mesh=run.mesh)
+      batch_size=cfg.eval_batch_size, normalization=cfg.data.normalize, mesh=run.mesh,
+      arpl_compat=arpl_compat)
   metrics["step"] = int(state.step)
+  metrics["run"] = dict(
+      dataset=cfg.dataset, protocol=cfg.protocol, trial=int(cfg.trial),
+      known_classes=[int(c) for c in run.data.known_classes], model=cfg.model,
+      framework=cfg.framework, backmix=bool(cfg.backmix.enabled),
+      num_epochs=int(cfg.num_epochs), total_steps=int(run.total_steps),
+      arpl_compat=bool(arpl_compat))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "metrics.json"), "w") as f:
-      json.dump(metrics, f, indent=2)
-    np.savez(os.path.join(workdir, "eval_outputs.npz"), **outputs)
+    report.write_evaluation(workdir, metrics, outputs)
   if logger is not None:
     logger.write(int(state.step), {k: v for k, v in metrics.items()
                                    if isinstance(v, (int, float))}, prefix="eval")
@@ -79,15 +87,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
                             config=config, steps_per_epoch=run.stream.steps_per_epoch)
   try:
     state = _loop(run, state, start, step_fn, ckpt, logger)
-    ckpt.save(run.total_steps, state, run.signature, force=True)
+    if ckpt.latest_step() != run.total_steps:
+      ckpt.save(run.total_steps, state, run.signature, force=True)
     ckpt.wait()
     log(f"train  done in {format_duration(time.time() - t_start)}; evaluating step {run.total_steps}")
     metrics = evaluate_run(run, state, workdir, logger)
   finally:
     ckpt.close()
     logger.close()
-  log(report.metrics_table_markdown(metrics))
-  log(f"wrote {os.path.join(workdir, 'metrics.json')}")
+  log(report.evaluation_markdown(metrics))
+  log(f"wrote metrics.json, metrics.md and plots in {workdir}")
   return metrics
 
 

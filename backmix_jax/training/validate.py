@@ -58,7 +58,9 @@ def problems(config) -> list[str]:
     out.append(f"backmix.patch_frac must be in (0, 1], got {b.patch_frac}")
   if not 0 <= b.mix_prob <= 1:
     out.append(f"backmix.mix_prob must be in [0, 1], got {b.mix_prob}")
-  n_dev = jax.device_count()
+  n_dev = config.num_devices or jax.device_count()
+  if n_dev > jax.device_count():
+    out.append(f"num_devices={n_dev} but only {jax.device_count()} devices exist")
   for key in ("batch_size", "eval_batch_size"):
     if config[key] < 1 or config[key] % n_dev:
       out.append(f"{key}={config[key]} must be a positive multiple of the {n_dev} devices")

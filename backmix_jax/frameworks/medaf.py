@@ -1,0 +1,154 @@
+"""MEDAF: multi-expert diverse attention fusion (Wang et al., AAAI 2024).
+
+Facts from Vanixxz/MEDAF (`core/net.py`, `core/train.py`, `core/test.py`, `misc/osr.yml`):
+three experts, each ending in a bias-free 1x1 classifier whose output is the expert's class
+map (its CAMs); expert logits are the spatial means of the maps. A gate (two biased linear
+layers, D -> D/4 -> 3, no activation between them) gives weights softmax(gate / 100); the
+fused logits are the gate-weighted sum of the expert logits, which are detached there (the
+fused loss trains only the gate). Loss = 0.7 * sum of the three expert CEs + 1.0 * CE of the
+fused logits + 0.01 * attention diversity. Attention diversity: the label channel of each
+expert's map, L2-normalised over locations, minus its spatial mean, ReLU; the cosine
+similarities of the three pairs, averaged over the batch and summed (MEDAF divides by
+(E-1)(E-2)/2, which is 1 for E = 3 experts). Score: max softmax of fused logits / 100
+(score weights [1,0,0], branch -1, lgs_temp 100).
+
+Layout difference: MEDAF shares only the ResNet stem and gives every expert (and the gate)
+its own copy of all four ResNet stages. With this project's backbone interface (one shared
+feature map), each expert is a head over the shared map: one residual block (two 3x3
+conv-BN, LeakyReLU 0.01 between, identity shortcut, ReLU) of the map's width, then its 1x1
+classifier; the gate reads the pooled shared feature. Initialisers are PyTorch's defaults
+(U(+-1/sqrt(fan_in)); BN scale 1, bias 0, momentum 0.1 -> Flax 0.9).
+
+CAM source: the gate-weighted sum of the expert class maps, [B,g,g,K] (its spatial mean is
+the fused logit vector).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from backmix_jax.frameworks.base import Framework
+from backmix_jax.frameworks.scores import get_score, msp
+
+NUM_EXPERTS = 3
+
+
+def _torch_default_init(key, shape, dtype=jnp.float32):
+  """PyTorch's default conv/linear weight init (kaiming_uniform, a=sqrt(5)): U(+-1/sqrt(fan_in)),
+  fan_in = every axis but the last (Flax kernels are [..., in, out])."""
+  bound = 1.0 / np.sqrt(np.prod(shape[:-1]))
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def _torch_bias_init(fan_in: int):
+  def init(key, shape, dtype=jnp.float32):
+    bound = 1.0 / np.sqrt(fan_in)
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+def attention_diversity(cams: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """MEDAF's attnDiv. cams [B,E,g,g] (each expert's label-channel map) -> scalar.
+
+  Sum over expert pairs of the batch-mean cosine similarity of relu(n - mean(n)), where n is
+  the map L2-normalised over its g*g locations.
+  """
+  b, e = cams.shape[:2]
+  x = cams.astype(jnp.float32).reshape(b, e, -1)
+  x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)  # F.normalize
+  x = jax.nn.relu(x - x.mean(axis=-1, keepdims=True))
+  unit = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+  total = 0.0
+  for i in range(e):
+    for j in range(i + 1, e):
+      total = total + jnp.mean(jnp.sum(unit[:, i] * unit[:, j], axis=-1))
+  # MEDAF divides by i*(i-1)/2 with i = E-1 after its loops: 1 for three experts.
+  return total / max((e - 1) * (e - 2) / 2, 1.0)
+
+
+class _Expert(nn.Module):
+  """A residual block of width D then a bias-free 1x1 classifier: [B,g,g,D] -> [B,g,g,K]."""
+  num_classes: int
+  dtype: Any
+  bn_axis_name: str | None
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    d = x.shape[-1]
+    conv = lambda name: nn.Conv(d, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
+                                kernel_init=_torch_default_init, dtype=self.dtype,
+                                param_dtype=jnp.float32, name=name)
+    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                     axis_name=self.bn_axis_name, dtype=self.dtype,
+                                     param_dtype=jnp.float32, name=name)
+    y = jax.nn.leaky_relu(norm("bn1")(conv("conv1")(x)), 0.01)
+    y = norm("bn2")(conv("conv2")(y))
+    y = jax.nn.relu(y + x)
+    return nn.Dense(self.num_classes, use_bias=False, kernel_init=_torch_default_init,
+                    dtype=self.dtype, param_dtype=jnp.float32, name="cls")(y)
+
+
+class MEDAFHead(nn.Module):
+  """feature map [B,g,g,D] -> dict (float32):
+    logits [B,K] fused, class_maps [B,g,g,K] gate-weighted expert maps, features [B,D],
+    expert_logits [B,E,K], expert_maps [B,E,g,g,K], gate [B,E].
+  """
+  num_classes: int
+  dtype: Any = jnp.float32
+  bn_axis_name: str | None = None
+  gate_temperature: float = 100.0
+
+  @nn.compact
+  def __call__(self, fmap, train: bool):
+    d = fmap.shape[-1]
+    maps = jnp.stack([_Expert(self.num_classes, self.dtype, self.bn_axis_name,
+                              name=f"expert{e + 1}")(fmap, train).astype(jnp.float32)
+                      for e in range(NUM_EXPERTS)], axis=1)  # [B,E,g,g,K]
+    expert_logits = maps.mean(axis=(2, 3))
+    features = fmap.astype(jnp.float32).mean(axis=(1, 2))
+    hidden = nn.Dense(d // 4, kernel_init=_torch_default_init, bias_init=_torch_bias_init(d),
+                      name="gate_fc1")(features)
+    gate_logits = nn.Dense(NUM_EXPERTS, kernel_init=_torch_default_init,
+                           bias_init=_torch_bias_init(d // 4), name="gate_fc2")(hidden)
+    gate = jax.nn.softmax(gate_logits / self.gate_temperature, axis=-1)
+    fused = jnp.einsum("be,bek->bk", gate, jax.lax.stop_gradient(expert_logits))
+    class_maps = jnp.einsum("be,behwk->bhwk", gate, maps)
+    return dict(logits=fused, class_maps=class_maps, features=features,
+                expert_logits=expert_logits, expert_maps=maps, gate=gate)
+
+
+def medaf_loss(outputs: dict, labels: jax.Array, *, weights=(0.7, 1.0, 0.01)) -> tuple:
+  """w0 * sum of expert CEs + w1 * fused CE + w2 * attention diversity; extras per term."""
+  ce = optax.softmax_cross_entropy_with_integer_labels
+  expert_labels = jnp.broadcast_to(labels[:, None], outputs["expert_logits"].shape[:2])
+  expert_ce = ce(outputs["expert_logits"], expert_labels).mean(axis=0)  # [E]
+  fused_ce = ce(outputs["logits"], labels).mean()
+  maps = outputs["expert_maps"]  # [B,E,g,g,K]
+  cams = jnp.take_along_axis(maps, labels[:, None, None, None, None], axis=-1)[..., 0]
+  div = attention_diversity(cams)
+  loss = weights[0] * expert_ce.sum() + weights[1] * fused_ce + weights[2] * div
+  return loss, dict(expert_ce=expert_ce.mean(), fused_ce=fused_ce, attention_diversity=div)
+
+
+class MEDAF(Framework):
+  name = "medaf"
+  default_score = "medaf"
+  scores = ("medaf", "msp", "mls", "energy")
+  logit_temperature = 100.0  # lgs_temp
+
+  def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
+    return MEDAFHead(num_classes, dtype=dtype)
+
+  def loss(self, outputs, labels):
+    return medaf_loss(outputs, labels)
+
+  def score(self, outputs, name="", state=None):
+    name = self.check_score(name)
+    if name == "medaf":
+      return msp(outputs["logits"].astype(jnp.float32) / self.logit_temperature)
+    return get_score(name)(outputs["logits"])

@@ -1,0 +1,18 @@
+"""CIFAR-10 open-set benchmark: 6 known / 4 unknown classes, 5 trials (SPEC section 4).
+
+python -m experiments.train --config configs/cifar10.py --workdir runs/cifar10_t0 \
+    [--config.trial=0..4] [--config.protocol=arpl|vaze|neal|cssr|dias]
+Offline copy (this machine): --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz
+CSSR training recipe instead of ARPL's: --config=configs/cifar10.py:cssr (see default.apply_recipe).
+"""
+from configs import default
+
+
+def get_config(recipe: str = "arpl"):
+  c = default.get_base_config()
+  c.dataset = "cifar10"
+  c.data.source = "tfds:cifar10"  # offline: npz:../shared/data/cifar10_jpeg_bytes.npz
+  c.data.image_size = 32
+  c.data.flip = True
+  c.data.crop_padding = 4
+  return default.apply_recipe(c, recipe)

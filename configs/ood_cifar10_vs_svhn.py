@@ -1,0 +1,21 @@
+"""OOD legacy benchmark: all 10 CIFAR-10 classes known; the SVHN test set is unknown.
+
+python -m experiments.train --config configs/ood_cifar10_vs_svhn.py --workdir runs/ood_svhn
+There is no class split: trials differ only by --config.seed. Offline known classes (this
+machine): --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz (no SVHN here).
+CSSR training recipe instead of ARPL's: --config=configs/ood_cifar10_vs_svhn.py:cssr.
+"""
+from configs import default
+
+
+def get_config(recipe: str = "arpl"):
+  c = default.get_base_config()
+  c.dataset = "ood_cifar10_vs_svhn"
+  c.data.source = "tfds:cifar10"  # offline: npz:../shared/data/cifar10_jpeg_bytes.npz
+  c.data.unknown_source = ""      # '' = the split's: tfds svhn_cropped (whole test split)
+  c.data.image_size = 32
+  c.data.flip = True
+  c.data.crop_padding = 4
+  default.apply_recipe(c, recipe)
+  c.model = "resnet34"  # the backbone of the paper's OOD table (SPEC section 3)
+  return c

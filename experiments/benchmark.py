@@ -1,0 +1,292 @@
+"""Training speed, side by side in one run: plain step, BackMix step, input pipeline, whole loop.
+
+python -m experiments.benchmark --config configs/digits.py [--config.model=wrn40_4
+    --config.batch_size=128 --config.dtype=bfloat16] [--steps 20 --repeats 3] [--json out.json]
+python -m experiments.benchmark --config configs/digits.py --synthetic --config.data.backend=numpy
+
+* plain / BackMix step: the jitted train step (`training.step.make_train_step`, BackMix off /
+  on, everything else from the config) looping over a few batches already on the device;
+* input pipeline: `TrainStream` batches moved to the devices (`parallel.to_global`), no step;
+* training loop: pipeline + BackMix step, metrics read one step behind as `training.train`.
+
+Each figure is the median over `--repeats` blocks of `--steps` steps, after `--warmup`
+untimed steps; compilation is timed separately. `--synthetic` replaces the dataset with
+random uint8 images of the config's size (channels 3 unless data.channels says otherwise),
+so no dataset (and, with data.backend=numpy, no TensorFlow) is needed.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+from absl import flags
+
+from experiments import cli
+
+STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
+REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats; the median is reported.")
+WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+DEVICE_BATCHES = flags.DEFINE_integer("device_batches", 4,
+                                      "Batches kept on the device for the step-only figures.")
+SYNTHETIC = flags.DEFINE_bool("synthetic", False, "Random uint8 images instead of the dataset.")
+SYNTHETIC_CLASSES = flags.DEFINE_integer("synthetic_classes", 6, "Known classes of --synthetic.")
+SYNTHETIC_BATCHES = flags.DEFINE_integer("synthetic_batches", 8,
+                                         "Training set of --synthetic, in global batches.")
+JSON = flags.DEFINE_string("json", None, "Write the results here as JSON.")
+
+# (key in the results, row label); the table's row order.
+ROWS = (("plain_step", "plain step (BackMix off)"), ("backmix_step", "BackMix step"),
+        ("pipeline", "input pipeline"), ("loop", "training loop (pipeline + BackMix step)"))
+
+
+def synthetic_open_set(image_size: int, channels: int, num_classes: int, num_train: int,
+                       seed: int = 0):
+  """OpenSetData of random uint8 images [num_train, S, S, C], labels uniform in 0..K-1.
+
+  The test splits hold two images each: the benchmark never evaluates.
+  """
+  import numpy as np
+
+  from backmix_jax.data.openset import OpenSetData
+  from backmix_jax.data.sources import ArraySplit
+
+  rng = np.random.default_rng(seed)
+
+  def split(n, labels):
+    return ArraySplit(rng.integers(0, 256, (n, image_size, image_size, channels), np.uint8),
+                      labels.astype(np.int64))
+
+  return OpenSetData(train=split(num_train, rng.integers(0, num_classes, num_train)),
+                     test_known=split(2, np.zeros(2)), test_unknown=split(2, -np.ones(2)),
+                     known_classes=tuple(range(num_classes)))
+
+
+def with_backmix(config, enabled: bool):
+  """A copy of `config` with BackMix switched on or off."""
+  config = config.copy_and_resolve_references()
+  config.backmix.enabled = enabled
+  return config
+
+
+def peak_memory_bytes() -> int | None:
+  """Largest peak_bytes_in_use over local devices, or None where the backend has no stats (CPU).
+
+  The allocator's peak covers the whole process so far, not one program.
+  """
+  import jax
+  peaks = [(d.memory_stats() or {}).get("peak_bytes_in_use") for d in jax.local_devices()]
+  peaks = [p for p in peaks if p is not None]
+  return max(peaks) if peaks else None
+
+
+def _summary(seconds: list[float], steps: int, batch: int) -> dict:
+  median = statistics.median(seconds)
+  return dict(images_per_second=steps * batch / median, seconds_per_step=median / steps,
+              repeat_seconds=seconds)
+
+
+def measure_step(step_fn, state, batches: list, *, steps: int, repeats: int, warmup: int,
+                 batch_size: int) -> dict:
+  """Images/s of `step_fn` cycling over device-resident `batches`.
+
+  `state` is donated (consumed). Compile time covers tracing, lowering and XLA compilation;
+  jit reuses that executable for the calls that follow.
+  """
+  import jax
+  t0 = time.perf_counter()
+  compiled = step_fn.lower(state, batches[0]).compile()
+  compile_seconds = time.perf_counter() - t0
+  for i in range(warmup):
+    state, _ = step_fn(state, batches[i % len(batches)])
+  jax.block_until_ready(state)
+  seconds = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for i in range(steps):
+      state, _ = step_fn(state, batches[i % len(batches)])
+    jax.block_until_ready(state)
+    seconds.append(time.perf_counter() - t0)
+  mem = compiled.memory_analysis()
+  return dict(_summary(seconds, steps, batch_size), compile_seconds=compile_seconds,
+              peak_memory_bytes=peak_memory_bytes(),
+              temp_bytes=None if mem is None else int(mem.temp_size_in_bytes))
+
+
+def measure_pipeline(stream, mesh, *, steps: int, repeats: int, warmup: int) -> dict:
+  """Images/s of the host pipeline alone: batches gathered and placed on the devices."""
+  import jax
+
+  from backmix_jax import parallel
+  it = stream.batches(0, warmup + steps * repeats)
+  for _ in range(warmup):
+    jax.block_until_ready(parallel.to_global(next(it), mesh))
+  seconds = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      jax.block_until_ready(parallel.to_global(next(it), mesh))
+    seconds.append(time.perf_counter() - t0)
+  return _summary(seconds, steps, stream.global_batch)
+
+
+def measure_loop(step_fn, state, stream, mesh, *, steps: int, repeats: int, warmup: int) -> dict:
+  """Images/s of pipeline + step as the training loop runs them (metrics read one step late).
+
+  `state` is donated; `step_fn` should already be compiled for these shapes.
+  """
+  import jax
+
+  from backmix_jax import parallel
+  it = stream.batches(0, warmup + steps * repeats)
+  pending = None
+
+  def run(n):
+    nonlocal state, pending
+    for _ in range(n):
+      state, metrics = step_fn(state, parallel.to_global(next(it), mesh))
+      if pending is not None:
+        jax.device_get(pending)
+      pending = metrics
+
+  run(warmup)
+  jax.block_until_ready(state)
+  seconds = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    run(steps)
+    jax.block_until_ready(state)
+    seconds.append(time.perf_counter() - t0)
+  return _summary(seconds, steps, stream.global_batch)
+
+
+def environment() -> dict:
+  import flax
+  import jax
+  import jaxlib
+  import numpy as np
+  import optax
+  devices = jax.devices()
+  return dict(
+      date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+      device=dict(platform=devices[0].platform, kind=devices[0].device_kind, count=len(devices),
+                  processes=jax.process_count(), host_cpus=os.cpu_count()),
+      versions=dict(python=platform.python_version(), jax=jax.__version__,
+                    jaxlib=jaxlib.__version__, flax=flax.__version__, optax=optax.__version__,
+                    numpy=np.__version__))
+
+
+def run_benchmark(config, *, steps: int = 20, repeats: int = 3, warmup: int = 2,
+                  device_batches: int = 4, synthetic: bool = False, synthetic_classes: int = 6,
+                  synthetic_batches: int = 8) -> dict:
+  """Measure the four figures for `config` (BackMix settings from it, forced on/off per row).
+
+  Returns a JSON-able dict: environment, settings, one dict per row of ROWS
+  (images_per_second, seconds_per_step, repeat_seconds; steps also compile_seconds,
+  peak_memory_bytes, temp_bytes) and `ratios`.
+  """
+  import jax
+
+  from backmix_jax import parallel
+  from backmix_jax.data.pipeline import resolve_backend
+  from backmix_jax.training import validate
+  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.step import make_train_step
+
+  if min(steps, repeats, device_batches) < 1 or warmup < 0:
+    raise validate.ConfigError("steps, repeats and device_batches must be >= 1, warmup >= 0")
+  validate.check_config(config)
+  on, off = with_backmix(config, True), with_backmix(config, False)
+  data = None
+  if synthetic:
+    data = synthetic_open_set(config.data.image_size, config.data.channels or 3,
+                              synthetic_classes, synthetic_batches * config.batch_size, config.seed)
+  run = build_run(on, data)
+  mesh, stream = run.mesh, run.stream
+  host_state = jax.device_get(run.state)
+
+  def fresh_state():  # every measurement donates its own copy of the initial state
+    return jax.device_put(host_state, parallel.replicated(mesh))
+
+  def make(cfg):
+    return make_train_step(mesh, model=run.train_model, framework=run.framework, tx=run.tx,
+                           config=cfg, steps_per_epoch=stream.steps_per_epoch)
+
+  on_device = [parallel.to_global(b, mesh) for b in stream.batches(0, device_batches)]
+  plain_batches = [{k: b[k] for k in ("image", "label", "index")} for b in on_device]
+  timing = dict(steps=steps, repeats=repeats, warmup=warmup)
+  b = config.batch_size
+  results = dict(environment())
+  results["command"] = " ".join(sys.argv)
+  results["config"] = dict(
+      model=config.model, dtype=config.dtype, batch_size=b, framework=config.framework,
+      image_shape=list(run.data.train.images.shape[1:]), num_classes=run.data.num_classes,
+      train_size=len(run.data.train), data="synthetic" if synthetic else config.data.source,
+      backend=resolve_backend(config.data.backend),
+      backmix={k: on.backmix[k] for k in ("cam_source", "fg_ratio", "patch_frac", "partner",
+                                          "train_on", "cam_batch_stats")})
+  results["settings"] = dict(timing, device_batches=device_batches)
+  plain_fn, backmix_fn = make(off), make(on)
+  results["plain_step"] = measure_step(plain_fn, fresh_state(), plain_batches, batch_size=b,
+                                       **timing)
+  results["backmix_step"] = measure_step(backmix_fn, fresh_state(), on_device, batch_size=b,
+                                         **timing)
+  del on_device, plain_batches
+  results["pipeline"] = measure_pipeline(stream, mesh, **timing)
+  results["loop"] = measure_loop(backmix_fn, fresh_state(), stream, mesh, **timing)
+  step_ips = results["backmix_step"]["images_per_second"]
+  results["ratios"] = dict(
+      backmix_over_plain_time=results["backmix_step"]["seconds_per_step"]
+      / results["plain_step"]["seconds_per_step"],
+      loop_over_step=results["loop"]["images_per_second"] / step_ips,
+      pipeline_over_step=results["pipeline"]["images_per_second"] / step_ips)
+  return results
+
+
+def _mib(x) -> str:
+  return "n/a" if x is None else f"{x / 2**20:,.0f}"
+
+
+def format_table(results: dict) -> str:
+  """Markdown table of one `run_benchmark` result, with its ratios underneath."""
+  c, d = results["config"], results["device"]
+  lines = [f"{c['model']} | {c['dtype']} | batch {c['batch_size']} | images {c['image_shape']} | "
+           f"{c['num_classes']} classes | data {c['data']} ({c['backend']}) | BackMix "
+           f"{c['backmix']['cam_source']} | {d['count']} x {d['kind']}",
+           "",
+           "| what | images/s | ms/step | compile s | peak device MiB |",
+           "| --- | ---: | ---: | ---: | ---: |"]
+  for key, label in ROWS:
+    r = results[key]
+    compile_s = f"{r['compile_seconds']:.1f}" if "compile_seconds" in r else ""
+    peak = _mib(r["peak_memory_bytes"]) if "peak_memory_bytes" in r else ""
+    lines.append(f"| {label} | {r['images_per_second']:,.0f} | {1e3 * r['seconds_per_step']:.2f} "
+                 f"| {compile_s} | {peak} |")
+  q = results["ratios"]
+  lines += ["", f"BackMix/plain step time {q['backmix_over_plain_time']:.2f}x | "
+            f"loop/step {q['loop_over_step']:.2f} | pipeline/step {q['pipeline_over_step']:.1f}x"]
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  results = run_benchmark(cli.CONFIG.value, steps=STEPS.value, repeats=REPEATS.value,
+                          warmup=WARMUP.value, device_batches=DEVICE_BATCHES.value,
+                          synthetic=SYNTHETIC.value, synthetic_classes=SYNTHETIC_CLASSES.value,
+                          synthetic_batches=SYNTHETIC_BATCHES.value)
+  print(format_table(results))
+  if JSON.value:
+    os.makedirs(os.path.dirname(os.path.abspath(JSON.value)), exist_ok=True)
+    with open(JSON.value, "w") as f:
+      json.dump(results, f, indent=2)
+    print(f"wrote {JSON.value}")
+
+
+if __name__ == "__main__":
+  # The benchmark writes no checkpoints: --workdir is accepted but not required here.
+  flags.FLAGS.set_default("workdir", "")
+  cli.run_main(main)

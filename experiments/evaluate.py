@@ -1,0 +1,92 @@
+"""Evaluate a checkpoint of a training run: open-set metrics, a markdown table and plots.
+
+python -m experiments.evaluate --config configs/digits.py --workdir runs/digits
+python -m experiments.evaluate --config configs/digits.py --workdir runs/digits --step 40
+python -m experiments.evaluate --config configs/digits.py --workdir runs/digits --arpl_compat
+
+Restores the newest checkpoint (or --step N) into the model the config describes and writes
+metrics.json, metrics.md, eval_outputs.npz, roc.png, score_histogram.png and oscr.png in the
+workdir, with the same code training runs at its end.
+"""
+import os
+
+from absl import flags
+
+from experiments import cli
+
+STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
+ARPL_COMPAT = flags.DEFINE_bool(
+    "arpl_compat", False, "Compute AUROC, OSCR, DTACC, AUPR and TNR with ARPL's "
+    "core/evaluation.py conventions, to compare digit for digit with published tables.")
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """Steps of the checkpoints in `workdir` (sorted); [] when it has none.
+
+  Looks before opening a Checkpointer, which would create the directory.
+  """
+  from backmix_jax.training.checkpointing import Checkpointer
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    return []
+  ckpt = Checkpointer(workdir)
+  try:
+    return sorted(ckpt.all_steps())
+  finally:
+    ckpt.close()
+
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
+                        arpl_compat: bool = False, run=None) -> dict:
+  """Restore checkpoint `step` (newest when None) of `workdir` and evaluate it.
+
+  `run` (from `build_run(config)`) may be passed to reuse one already built. Writes the
+  files of `train.evaluate_run` in `workdir` and returns its metrics.
+
+  Raises:
+    CheckpointError: no checkpoint in `workdir`, no checkpoint at `step`, or one of a
+      model other than the one `config` describes.
+    ConfigError / DataError: as for training.
+  """
+  from backmix_jax.evaluation import report
+  from backmix_jax.training import validate
+  from backmix_jax.training.checkpointing import Checkpointer, CheckpointError
+  from backmix_jax.training.logging import log
+  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.train import evaluate_run
+
+  validate.check_config(config)
+  # Checked before the data is loaded and the model initialised: these fail in a second.
+  steps = checkpoint_steps(workdir)
+  if not steps:
+    raise CheckpointError(f"no checkpoint in {workdir}; train first: python -m "
+                          f"experiments.train --config ... --workdir {workdir}")
+  if step is not None and step not in steps:
+    raise CheckpointError(f"no checkpoint at step {step} in {workdir}; available: {steps}")
+  run = build_run(config) if run is None else run
+  ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+  try:
+    state, step = ckpt.restore(run.state, run.signature, step)
+  finally:
+    ckpt.close()
+  d = run.data
+  final = "final" if step == run.total_steps else f"of {run.total_steps}"
+  log(f"eval   {config.dataset} {config.protocol} trial {config.trial}: checkpoint step "
+      f"{step} ({final}) in {workdir} | {config.model} + {config.framework}, score "
+      f"{config.score or run.framework.default_score} | test known {len(d.test_known)} + "
+      f"unknown {len(d.test_unknown)} samples | metrics "
+      f"{'ARPL-compatible' if arpl_compat else 'exact'}")
+  metrics = evaluate_run(run, state, workdir, arpl_compat=arpl_compat)
+  log(f"wrote metrics.json, metrics.md, eval_outputs.npz, roc.png, score_histogram.png, "
+      f"oscr.png in {workdir}\n")
+  log(report.evaluation_markdown(metrics))
+  return metrics
+
+
+def main(argv):
+  del argv
+  evaluate_checkpoint(cli.CONFIG.value, cli.WORKDIR.value, STEP.value,
+                      arpl_compat=ARPL_COMPAT.value)
+
+
+if __name__ == "__main__":
+  cli.run_main(main)

@@ -1,0 +1,45 @@
+"""Small shared helpers for tests: quick configs and running a few train steps."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from configs import digits
+
+
+def quick_config(**overrides):
+  """The digits config shrunk for tests: cnn_small, 1 epoch, small batches, no TensorBoard cost."""
+  c = digits.get_config()
+  c.model = "cnn_small"
+  c.num_epochs = 1
+  c.batch_size = 32
+  c.eval_batch_size = 64
+  c.log_every_steps = 5
+  c.checkpoint_every_steps = 1000
+  c.data.backend = "numpy"
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c
+
+
+def run_steps(config, num_steps: int):
+  """Build the run and apply `num_steps` train steps from the start; returns (run, state, metrics)."""
+  from backmix_jax import parallel
+  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.step import make_train_step
+  run = build_run(config)
+  step_fn = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
+                            config=config, steps_per_epoch=run.stream.steps_per_epoch)
+  state, history = run.state, []
+  for batch in run.stream.batches(0, num_steps):
+    state, metrics = step_fn(state, parallel.to_global(batch, run.mesh))
+    history.append(jax.device_get(metrics))
+  return run, state, history
+
+
+def flat_params(state) -> np.ndarray:
+  return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(state.params)])
