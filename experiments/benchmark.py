@@ -177,7 +177,10 @@ def environment() -> dict:
                   processes=jax.process_count(), host_cpus=os.cpu_count()),
       versions=dict(python=platform.python_version(), jax=jax.__version__,
                     jaxlib=jaxlib.__version__, flax=flax.__version__, optax=optax.__version__,
-                    numpy=np.__version__))
+                    numpy=np.__version__),
+      # Both change the figures: XLA options, and compiles served from a persistent cache.
+      xla_flags=os.environ.get("XLA_FLAGS", ""),
+      compilation_cache=jax.config.jax_compilation_cache_dir)
 
 
 def run_benchmark(config, *, steps: int = 20, repeats: int = 3, warmup: int = 2,

@@ -48,8 +48,12 @@ def run_main(main):
   from absl import app
 
   def wrapped(argv):
+    from backmix_jax.training.train import Preempted
     try:
       main(argv)
+    except Preempted as e:  # a clean stop: the checkpoint is saved, the rerun resumes
+      print(str(e), flush=True)
+      sys.exit(0)
     except user_errors() as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)

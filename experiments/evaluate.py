@@ -8,6 +8,7 @@ Restores the newest checkpoint (or --step N) into the model the config describes
 metrics.json, metrics.md, eval_outputs.npz, roc.png, score_histogram.png and oscr.png in the
 workdir, with the same code training runs at its end.
 """
+import json
 import os
 
 from absl import flags
@@ -35,6 +36,42 @@ def checkpoint_steps(workdir: str) -> list[int]:
     ckpt.close()
 
 
+# What a checkpoint was trained on and how its inputs are prepared. The checkpoint's model
+# signature holds shapes only, so a checkpoint of another class split or normalisation
+# would restore without complaint and give meaningless (or mislabelled) metrics.
+TRAINED_ON = ("dataset", "protocol", "trial", "known_classes", "data.source",
+              "data.unknown_source", "data.image_size", "data.channels", "data.normalize",
+              "model", "framework", "backmix.enabled")
+
+
+def _lookup(tree, dotted: str):
+  for part in dotted.split("."):
+    tree = tree[part]
+  return list(tree) if isinstance(tree, (list, tuple)) else tree
+
+
+def check_trained_config(config, workdir: str):
+  """Raise CheckpointError when `config` differs from the workdir's training config (the
+  config.json training saved) in a field of TRAINED_ON. No config.json: nothing to check."""
+  from backmix_jax.training.checkpointing import CheckpointError
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  diffs = []
+  for key in TRAINED_ON:
+    try:
+      trained, given = _lookup(saved, key), _lookup(config, key)
+    except (KeyError, AttributeError):  # a field older or newer than one of the two
+      continue
+    if trained != given:
+      diffs.append(f"{key}={trained!r} in training, {given!r} here")
+  if diffs:
+    raise CheckpointError(f"{workdir} was trained with another config ({'; '.join(diffs)}); "
+                          f"evaluate with the training config, saved in {path}")
+
+
 def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
                         arpl_compat: bool = False, run=None) -> dict:
   """Restore checkpoint `step` (newest when None) of `workdir` and evaluate it.
@@ -43,8 +80,9 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
   files of `train.evaluate_run` in `workdir` and returns its metrics.
 
   Raises:
-    CheckpointError: no checkpoint in `workdir`, no checkpoint at `step`, or one of a
-      model other than the one `config` describes.
+    CheckpointError: no checkpoint in `workdir`, no checkpoint at `step`, one of a model
+      other than the one `config` describes, or one trained on other data
+      (`check_trained_config`).
     ConfigError / DataError: as for training.
   """
   from backmix_jax.evaluation import report
@@ -62,6 +100,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
                           f"experiments.train --config ... --workdir {workdir}")
   if step is not None and step not in steps:
     raise CheckpointError(f"no checkpoint at step {step} in {workdir}; available: {steps}")
+  check_trained_config(config, workdir)
   run = build_run(config) if run is None else run
   ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
   try:

@@ -113,7 +113,7 @@ def final_metrics(config, directory: str) -> tuple[dict | None, str]:
 
 def collect_or_train(config, directory: str, *, train: bool) -> tuple[dict | None, str]:
   """(metrics of the final model, how they were obtained) or (None, why missing)."""
-  from experiments.evaluate import checkpoint_steps, evaluate_checkpoint
+  from experiments.evaluate import check_trained_config, checkpoint_steps, evaluate_checkpoint
   from backmix_jax.training import validate
   from backmix_jax.training.setup import build_run
   from backmix_jax.training.train import train_and_evaluate
@@ -124,6 +124,7 @@ def collect_or_train(config, directory: str, *, train: bool) -> tuple[dict | Non
   steps = checkpoint_steps(directory)
   if steps:
     validate.check_config(config)
+    check_trained_config(config, directory)  # another split's checkpoint: refuse, never relabel
     run = build_run(config)
     if run.total_steps in steps:
       return (evaluate_checkpoint(config, directory, run.total_steps, run=run),

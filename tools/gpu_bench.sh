@@ -6,7 +6,7 @@
 #
 # The image is assumed to hold jax, flax, optax, orbax-checkpoint, numpy (and PyYAML, a flax
 # dependency) but no TensorFlow and no ml-collections: ml-collections and absl-py are
-# installed from the wheels in tools/wheels/ (no index, no internet), data are synthetic
+# unpacked from the wheels in tools/wheels/ (no pip, no internet), data are synthetic
 # CIFAR-shaped uint8 images (32x32x3, 6 classes) fed by the NumPy pipeline.
 # Runs, most important first: WRN-40-4 batch 128 bfloat16, batch 128 float32, batch 512
 # bfloat16. Each run is bounded by RUN_LIMIT seconds and none starts after BUDGET seconds.
@@ -22,10 +22,15 @@ export TF_CPP_MIN_LOG_LEVEL=2
 # A rerun on the same machine reuses compiled steps (compile figures then show cache loads).
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/backmix_jax_cache}
 
+# A pure-Python wheel is a zip of the package: unpacking it onto PYTHONPATH needs no pip,
+# no index and no write access to the image's site-packages.
+WHEEL_DIR=${BENCH_WHEEL_DIR:-/tmp/backmix_wheels}
 install_from_wheel() {  # module, wheel glob
   if ! "$PY" -c "import $1" 2>/dev/null; then
-    echo "installing $2 (no $1 in this image)"
-    "$PY" -m pip install --quiet --no-index --no-deps $2 || exit 1
+    echo "unpacking $2 into $WHEEL_DIR (no $1 in this image)"
+    for whl in $2; do "$PY" -m zipfile -e "$whl" "$WHEEL_DIR" || exit 1; done
+    export PYTHONPATH="$WHEEL_DIR${PYTHONPATH:+:$PYTHONPATH}"
+    "$PY" -c "import $1" || { echo "error: $1 still not importable"; exit 1; }
   fi
 }
 install_from_wheel absl "tools/wheels/absl_py-*.whl"

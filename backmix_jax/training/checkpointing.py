@@ -7,6 +7,7 @@ sentence instead of a shape error deep inside Orbax.
 from __future__ import annotations
 
 import os
+import warnings
 
 import flax.serialization
 import jax
@@ -50,13 +51,35 @@ class Checkpointer:
     return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def restore(self, template, signature: dict, step: int | None = None):
-    """Restore `step` (newest by default) into the structure and shardings of `template`.
+    """Restore `step` into the structure and shardings of `template`.
 
-    Raises CheckpointError when there is none or its model signature differs.
+    Without `step`, the newest readable checkpoint: one that fails to read (corrupted,
+    truncated) is moved aside to `<step>.corrupt` with a warning and the next older one is
+    tried, so a bad write costs only the steps since the previous checkpoint. Raises
+    CheckpointError when there is none, or the model signature differs.
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
+    if step is not None:
+      return self._restore_step(template, signature, step)
+    if not self.all_steps():
       raise CheckpointError(f"no checkpoint in {self.directory}")
+    for candidate in sorted(self.all_steps(), reverse=True):
+      try:
+        return self._restore_step(template, signature, candidate)
+      except CheckpointError:
+        raise
+      except Exception as e:  # unreadable: keep it for inspection, out of Orbax's way
+        self._quarantine(candidate, e)
+    raise CheckpointError(f"no readable checkpoint in {self.directory}")
+
+  def _quarantine(self, step: int, error: Exception):
+    path = os.path.join(self.directory, str(step))
+    warnings.warn(f"checkpoint at step {step} is unreadable ({type(error).__name__}: "
+                  f"{str(error)[:200]}); moved to {path}.corrupt, trying an older one")
+    if jax.process_index() == 0 and os.path.isdir(path):
+      os.replace(path, path + ".corrupt")
+    self.manager.reload()
+
+  def _restore_step(self, template, signature: dict, step: int):
     if step not in self.all_steps():
       raise CheckpointError(f"no checkpoint at step {step} in {self.directory}; "
                             f"available: {self.all_steps()}")

@@ -7,6 +7,8 @@ step behind), checkpoints periodically and at the end, then evaluates the final 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -22,6 +24,42 @@ from backmix_jax.training.step import make_train_step
 
 class NonFiniteError(RuntimeError):
   """Loss or gradients became NaN/inf under nan_policy='stop'."""
+
+
+class Preempted(Exception):
+  """Training stopped on SIGTERM after saving a checkpoint; rerunning resumes."""
+
+
+class PreemptionWatch:
+  """Notices SIGTERM (a preempted TPU VM or a scheduler's stop) between steps.
+
+  With several processes, Orbax's preemption check makes every host agree on the same step
+  to stop at (a signal reaches hosts at different times); alone, a signal handler sets a
+  flag that the loop reads after each step, a plain Python check with no device sync.
+  """
+
+  def __init__(self, ckpt):
+    self.ckpt = ckpt
+    self.flag = False
+    self.previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self.previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    self.flag = True
+
+  def requested(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return bool(self.ckpt.manager.reached_preemption(step))
+    return self.flag
+
+  def __exit__(self, *exc):
+    if self.previous is not None:
+      signal.signal(signal.SIGTERM, self.previous)
+    return False
 
 
 def save_config(config, workdir: str):
@@ -86,7 +124,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   step_fn = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
                             config=config, steps_per_epoch=run.stream.steps_per_epoch)
   try:
-    state = _loop(run, state, start, step_fn, ckpt, logger)
+    with PreemptionWatch(ckpt) as preemption:
+      state = _loop(run, state, start, step_fn, ckpt, logger, preemption)
     if ckpt.latest_step() != run.total_steps:
       ckpt.save(run.total_steps, state, run.signature, force=True)
     ckpt.wait()
@@ -100,7 +139,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return metrics
 
 
-def _loop(run: Run, state, start: int, step_fn, ckpt, logger) -> object:
+def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption) -> object:
   cfg = run.config
   total, spe = run.total_steps, run.stream.steps_per_epoch
   if start >= total:
@@ -108,17 +147,18 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger) -> object:
     return state
   window = dict(t=time.time(), step=start, sums={}, n=0)
   pending = None  # (step, metrics) of the step before, read while this one runs
-  last_saved = ckpt.latest_step()
 
   def absorb(step, metrics):
     metrics = jax.device_get(metrics)
     if not bool(metrics.pop("finite")):
       if cfg.nan_policy == "stop":
         raise NonFiniteError(
-            f"non-finite loss or gradients at step {step}; last good checkpoint: step "
-            f"{ckpt.latest_step()} in {ckpt.directory} (untouched). Lower the learning rate "
-            f"or set --config.nan_policy=skip_step")
+            f"non-finite loss or gradients at step {step}; last good checkpoint: "
+            + (f"step {ckpt.latest_step()} in {ckpt.directory} (untouched)"
+               if ckpt.latest_step() is not None else "none saved yet")
+            + ". Lower the learning rate or set --config.nan_policy=skip_step")
       log(f"warn   step {step}: non-finite loss or gradients, update skipped")
+      return
     for k, v in metrics.items():
       window["sums"][k] = window["sums"].get(k, 0.0) + float(v)
     window["n"] += 1
@@ -141,6 +181,13 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger) -> object:
     if pending is not None:
       absorb(*pending)
     pending = (step, metrics)
+    if preemption.requested(step) and step != total:
+      if pending is not None:
+        absorb(*pending)
+      ckpt.save(step, state, run.signature, force=True)
+      ckpt.wait()
+      raise Preempted(f"stopped by SIGTERM at step {step}/{total}; checkpoint saved in "
+                      f"{ckpt.directory}. Run the same command again to resume.")
     if step % max(cfg.checkpoint_every_steps, 1) == 0 and step != total:
       absorb(*pending)  # never checkpoint a state that went non-finite
       pending = None

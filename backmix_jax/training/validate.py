@@ -49,8 +49,6 @@ def problems(config) -> list[str]:
     out.append(f"optimizer.learning_rate must be > 0, got {config.optimizer.learning_rate}")
   if config.num_epochs < 1:
     out.append(f"num_epochs must be >= 1, got {config.num_epochs}")
-  if not 0 <= config.trial <= 4:
-    out.append(f"trial must be 0..4, got {config.trial}")
   b = config.backmix
   if not 0 < b.fg_ratio <= 1:
     out.append(f"backmix.fg_ratio must be in (0, 1], got {b.fg_ratio}")
@@ -64,9 +62,38 @@ def problems(config) -> list[str]:
   for key in ("batch_size", "eval_batch_size"):
     if config[key] < 1 or config[key] % n_dev:
       out.append(f"{key}={config[key]} must be a positive multiple of the {n_dev} devices")
+  if not config.known_classes:
+    from backmix_jax.data import splits
+    from backmix_jax.data.sources import DataError
+    try:
+      splits.get_split(config.dataset, config.protocol, config.trial)
+    except DataError as e:
+      out.append(str(e))
+  if b.enabled and config.model in BACKBONES:
+    out.extend(_backmix_geometry_problems(config))
   kind, _, path = config.data.source.partition(":")
   if kind in ("npz", "folder") and not os.path.exists(path):
     out.append(f"data.source path {path!r} does not exist")
+  return out
+
+
+def _backmix_geometry_problems(config) -> list[str]:
+  """The CAM grid must tile the image and the patch must fit: checked on shapes only
+  (jax.eval_shape traces the backbone without compiling or running it)."""
+  import jax.numpy as jnp
+  from backmix_jax.models import get_backbone
+  size = config.data.image_size
+  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  backbone = get_backbone(config.model)
+  fmap = jax.eval_shape(lambda x: backbone.init_with_output(
+      {"params": jax.random.key(0), "dropout": jax.random.key(0)}, x, train=False)[0], x)
+  grid = fmap.shape[1]
+  out = []
+  if size % grid:
+    out.append(f"the {config.model} CAM grid {grid}x{grid} does not divide the image side {size}")
+  patch = round(config.backmix.patch_frac * size)
+  if not 1 <= patch <= size:
+    out.append(f"backmix patch side {patch} px does not fit a {size} px image")
   return out
 
 

@@ -1,0 +1,190 @@
+"""`python -m experiments.evaluate`: restores a checkpoint and writes the same evaluation that
+training writes at its end (metrics.json, metrics.md, plots); bad workdirs end in one line."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from backmix_jax.evaluation.metrics import METRIC_KEYS, open_set_metrics
+from backmix_jax.training.checkpointing import CheckpointError
+from configs import digits
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Small enough to train in seconds: 16 px, 754 training images / 128 = 5 steps, a checkpoint
+# every 2 steps (2, 4 and the final 5).
+OVERRIDES = {"model": "cnn_small", "num_epochs": 1, "batch_size": 128, "eval_batch_size": 128,
+             "data.image_size": 16, "data.backend": "numpy", "checkpoint_every_steps": 2,
+             "keep_checkpoints": 5, "log_every_steps": 100}
+FINAL_STEP = 5
+PLOTS = ("roc.png", "score_histogram.png", "oscr.png")
+
+
+def digits_config(**extra):
+  """configs/digits.py with OVERRIDES and `extra` (dotted keys) applied."""
+  c = digits.get_config()
+  for key, value in {**OVERRIDES, **extra}.items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c
+
+
+def config_flags(**extra) -> list[str]:
+  """The same config as `digits_config(**extra)`, as command-line flags."""
+  return ["--config", os.path.join(REPO, "configs", "digits.py")] + [
+      f"--config.{k}={v}" for k, v in {**OVERRIDES, **extra}.items()]
+
+
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+  """A persistent XLA compilation cache for this module's runs and their subprocesses.
+
+  The runs differ only in data, so every program after the first is loaded, not compiled:
+  this keeps the tests at a few seconds of CPU each. Restored on teardown. Returns the
+  environment for subprocesses.
+  """
+  from jax.experimental.compilation_cache import compilation_cache
+  path = str(tmp_path_factory.mktemp("xla_cache"))
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+  saved = {n: getattr(jax.config, n) for n in names}
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  compilation_cache.reset_cache()  # the cache is set up once per process unless reset
+  yield dict(os.environ, JAX_COMPILATION_CACHE_DIR=path,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", TF_CPP_MIN_LOG_LEVEL="2")
+  for n, v in saved.items():
+    jax.config.update(n, v)
+  compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, compile_cache):
+  """A workdir trained to the end; returns (workdir, the metrics.json training wrote, its
+  per-sample eval_outputs.npz as a dict). Tests may overwrite the files in the workdir."""
+  from backmix_jax.training.train import train_and_evaluate
+  workdir = tmp_path_factory.mktemp("run")
+  train_and_evaluate(digits_config(), str(workdir))
+  with open(workdir / "metrics.json") as f, np.load(workdir / "eval_outputs.npz") as z:
+    return workdir, json.load(f), dict(z)
+
+
+def run_cli(module: str, workdir, *args, env, **extra) -> subprocess.CompletedProcess:
+  return subprocess.run(
+      [sys.executable, "-m", module, "--workdir", str(workdir), *config_flags(**extra), *args],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _remove_outputs(workdir):
+  for name in ("metrics.json", "metrics.md", "eval_outputs.npz") + PLOTS:
+    if (workdir / name).exists():
+      os.remove(workdir / name)
+
+
+def test_training_writes_markdown_and_plots(trained):
+  """The final evaluation inside training writes metrics.md and the three plots too, and its
+  metrics.json names what was evaluated."""
+  workdir, metrics, _ = trained
+  for name in ("metrics.md", "eval_outputs.npz") + PLOTS:
+    assert (workdir / name).stat().st_size > 0, name
+  assert metrics["step"] == FINAL_STEP
+  assert metrics["run"]["trial"] == 0 and metrics["run"]["total_steps"] == FINAL_STEP
+  assert metrics["run"]["protocol"] == "arpl" and not metrics["run"]["arpl_compat"]
+
+
+def test_evaluate_newest_checkpoint_equals_training_evaluation(trained, compile_cache):
+  """Without --step the newest (final) checkpoint is restored; metrics.json equals the one
+  training wrote for that step, metrics.md names protocol, trial, score and step, the three
+  plots are PNGs, and stdout says what is evaluated and ends with the table."""
+  workdir, train_metrics, _ = trained
+  _remove_outputs(workdir)
+  r = run_cli("experiments.evaluate", workdir, env=compile_cache)
+  assert r.returncode == 0, r.stderr[-3000:]
+  with open(workdir / "metrics.json") as f:
+    metrics = json.load(f)
+  assert metrics == train_metrics
+  md = (workdir / "metrics.md").read_text()
+  assert "arpl split protocol" in md and "trial 0" in md
+  assert f"score {metrics['score']}, step {FINAL_STEP}" in md
+  for name in PLOTS:
+    assert (workdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+  out = r.stdout
+  assert f"checkpoint step {FINAL_STEP} (final)" in out
+  assert f"test known {metrics['num_known']} + unknown {metrics['num_unknown']}" in out
+  last = out.strip().splitlines()[-1]
+  assert last.startswith("| digits arpl trial 0") and f"{100 * metrics['auroc']:.2f}" in last
+  assert r.stderr.strip() == ""
+
+
+def test_step_flag_picks_an_older_checkpoint(trained, compile_cache):
+  """--step 2 evaluates the checkpoint of step 2, whose scores differ from the final ones."""
+  workdir, _, final_outputs = trained
+  r = run_cli("experiments.evaluate", workdir, "--step", "2", env=compile_cache)
+  assert r.returncode == 0, r.stderr[-3000:]
+  with open(workdir / "metrics.json") as f:
+    metrics = json.load(f)
+  assert metrics["step"] == 2 and metrics["run"]["total_steps"] == FINAL_STEP
+  assert "checkpoint step 2 (of 5)" in r.stdout
+  assert "step 2" in (workdir / "metrics.md").read_text()
+  # Had the final weights been restored, the scores would be equal.
+  with np.load(workdir / "eval_outputs.npz") as z:
+    assert z["known_scores"].shape == final_outputs["known_scores"].shape
+    assert not np.array_equal(z["known_scores"], final_outputs["known_scores"])
+
+
+def test_arpl_compat_metrics_follow_arpl_conventions(trained):
+  """evaluate_checkpoint(arpl_compat=True) records the mode and computes the ARPL-mode metrics
+  of the same per-sample outputs."""
+  from experiments.evaluate import evaluate_checkpoint
+  workdir, train_metrics, _ = trained
+  metrics = evaluate_checkpoint(digits_config(), str(workdir), arpl_compat=True)
+  assert metrics["run"]["arpl_compat"] and metrics["step"] == FINAL_STEP
+  with np.load(workdir / "eval_outputs.npz") as z:
+    expect = open_set_metrics(z["known_scores"], z["known_preds"], z["known_labels"],
+                              z["unknown_scores"], arpl_compat=True,
+                              unknown_preds=z["unknown_preds"],
+                              num_classes=len(metrics["run"]["known_classes"]))
+  for k in METRIC_KEYS:
+    assert metrics[k] == pytest.approx(expect[k], abs=1e-12), k
+  assert metrics["acc"] == train_metrics["acc"]
+  assert "ARPL-compatible" in (workdir / "metrics.md").read_text()
+
+
+@pytest.mark.parametrize("case", ["no_checkpoint", "other_model", "other_split", "missing_step"])
+def test_bad_workdir_exits_2_with_one_line(case, trained, tmp_path, compile_cache):
+  """No checkpoint, a checkpoint of another model (cnn_small evaluated as classifier32) or of
+  another class split (trial 1), or a step that is not there: exit code 2, one line on
+  stderr naming the problem, no traceback, nothing created."""
+  workdir, _, _ = trained
+  args, extra, message = {
+      "no_checkpoint": ((), {}, "no checkpoint in"),
+      "other_model": ((), {"model": "classifier32"},
+                      "model='cnn_small' in training, 'classifier32' here"),
+      "other_split": ((), {"trial": 1}, "trial=0 in training, 1 here"),
+      "missing_step": (("--step", "3"), {}, "no checkpoint at step 3 "),
+  }[case]
+  target = tmp_path / "empty" if case == "no_checkpoint" else workdir
+  r = run_cli("experiments.evaluate", target, *args, env=compile_cache, **extra)
+  assert r.returncode == 2, r.stderr[-3000:]
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+  if case == "no_checkpoint":
+    assert not target.exists()
+  if case == "missing_step":
+    assert lines[0].endswith("available: [2, 4, 5]")
+
+
+def test_checkpoint_signature_is_checked_without_a_training_config(trained, tmp_path):
+  """Without config.json to compare with, restoring still refuses a checkpoint whose model
+  differs from the config's (here a 3-class head for the 6-class checkpoint)."""
+  from experiments.evaluate import evaluate_checkpoint
+  workdir, _, _ = trained
+  shutil.copytree(workdir / "checkpoints", tmp_path / "checkpoints")
+  with pytest.raises(CheckpointError, match="holds a different model .*num_classes"):
+    evaluate_checkpoint(digits_config(known_classes=(0, 1, 2)), str(tmp_path))
