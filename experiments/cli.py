@@ -27,12 +27,33 @@ def user_errors() -> tuple[type[BaseException], ...]:
   return (ConfigError, DataError, CheckpointError, NonFiniteError)
 
 
+DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "Call jax.distributed.initialize(): auto = when a multi-host TPU slice "
+    "(TPU_WORKER_HOSTNAMES lists several hosts) or JAX_COORDINATOR_ADDRESS is set.")
+
+
+def maybe_initialize_distributed():
+  """Join the other hosts of a pod slice before any JAX computation (a no-op on one host)."""
+  import jax
+  hosts = [h for h in os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]
+  wanted = DISTRIBUTED.value == "on" or (
+      DISTRIBUTED.value == "auto" and (len(hosts) > 1 or "JAX_COORDINATOR_ADDRESS" in os.environ))
+  if wanted:
+    jax.distributed.initialize()
+
+
 def _parse_flags(argv):
   """Unknown fields and bad override values end in one line, not a traceback."""
   try:
     rest = flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    msg = str(e).strip("'\"")
+    # A config file that fails to load arrives with its traceback inside the message: keep
+    # the last line, which names the problem.
+    lines = [line for line in str(e).strip().splitlines() if line.strip()] or [repr(e)]
+    msg = lines[-1].strip()
+    if len(msg) > 1 and msg[0] == msg[-1] and msg[0] in "'\"":  # KeyError quotes its message
+      msg = msg[1:-1]
     if isinstance(e, (AttributeError, KeyError)):
       msg = f"unknown config field {msg}"
     print(f"error: {msg}", file=sys.stderr)
@@ -50,6 +71,7 @@ def run_main(main):
   def wrapped(argv):
     from backmix_jax.training.train import Preempted
     try:
+      maybe_initialize_distributed()
       main(argv)
     except Preempted as e:  # a clean stop: the checkpoint is saved, the rerun resumes
       print(str(e), flush=True)

@@ -1,6 +1,6 @@
 """Train or collect the trials of a benchmark; mean +- std beside the published numbers.
 
-python -m experiments.trials --config configs/digits.py --workdir runs/digits_trials --trials 0-4 --train
+python -m experiments.trials --config configs/digits.py --workdir runs/trials --trials 0-4 --train
 python -m experiments.trials ... --train --baseline   # also BackMix off, in trial_<t>_plain
 python -m experiments.trials ...                      # only collect what is already there
 
@@ -88,8 +88,11 @@ def final_metrics(config, directory: str) -> tuple[dict | None, str]:
   path = os.path.join(directory, "metrics.json")
   if not os.path.exists(path):
     return None, "no metrics.json"
-  with open(path) as f:
-    metrics = json.load(f)
+  try:
+    with open(path) as f:
+      metrics = json.load(f)
+  except json.JSONDecodeError:  # e.g. cut short by a preemption: evaluate again
+    return None, "metrics.json is unreadable"
   run = metrics.get("run")
   if run is None:
     return None, "metrics.json has no run record (written by an older version)"
@@ -142,6 +145,7 @@ def run_trials(config, workdir: str, trials: list[int], *, train: bool = False,
   Returns the record written to trials.json. Raises CheckpointError when not one trial
   has a result, ConfigError for --baseline on a config with BackMix already off.
   """
+  import jax
   from backmix_jax.evaluation import published, report
   from backmix_jax.training.checkpointing import CheckpointError
   from backmix_jax.training.logging import log
@@ -188,13 +192,17 @@ def run_trials(config, workdir: str, trials: list[int], *, train: bool = False,
 
   record["published"] = [dataclasses.asdict(r) for r in
                          published.published_results(config.dataset)]
-  record["overlay"] = _overlay_plots(record, workdir) if baseline else None
-  with open(os.path.join(workdir, "trials.json"), "w") as f:
-    json.dump(record, f, indent=2)
-  text = trials_markdown(record)
-  with open(os.path.join(workdir, "trials.md"), "w") as f:
-    f.write(text)
-  log("\n" + text)
+  record["overlay"] = None
+  text = None
+  if jax.process_index() == 0:  # one record for a pod slice
+    if baseline:
+      record["overlay"] = _overlay_plots(record, workdir)
+    with open(os.path.join(workdir, "trials.json"), "w") as f:
+      json.dump(record, f, indent=2)
+    text = trials_markdown(record)
+    with open(os.path.join(workdir, "trials.md"), "w") as f:
+      f.write(text)
+  log(f"\n{text}")
   log(f"wrote trials.json and trials.md in {workdir}")
   return record
 

@@ -2,8 +2,9 @@
 
 python -m experiments.visualize --config configs/digits.py --workdir runs/digits [--num 8] [--out grid.png]
 
-One row per sample: target, partner, partner CAM over the partner, masked partner (its
-foreground set to `fill`) with the source box, and the mixed image with the target box.
+One row per sample: target, partner (another row's target), partner CAM over the partner,
+masked partner (its foreground set to `fill`, outlined in cyan) with the source box in
+yellow, and the mixed image with the target box in red.
 The config must be the one the workdir was trained with (as for evaluation).
 """
 from __future__ import annotations
@@ -114,11 +115,14 @@ def render_grid(panels: dict, path: str, normalization: str, class_ids=None) -> 
     row[2].imshow(panels["partner_cams"][i], cmap="jet", alpha=0.5, vmin=0.0,
                   vmax=max(float(panels["partner_cams"][i].max()), 1e-6), interpolation="nearest")
     show(row[3], panels["masked"][i])
+    # Outline the filled foreground: on a dark background a black fill is otherwise invisible.
+    row[3].contour(panels["partner_masks"][i].astype(float), levels=[0.5], colors="cyan",
+                   linewidths=0.8)
     box(row[3], panels["source_box"][i], "yellow")
     show(row[4], panels["mixed"][i])
     box(row[4], panels["target_box"][i], "red")
     row[0].set_ylabel(f"class {name(panels['labels'][i])}", fontsize=8)
-    row[1].set_ylabel(f"#{j}, class {name(panels['labels'][j])}", fontsize=8)
+    row[1].set_ylabel(f"row {j + 1}, class {name(panels['labels'][j])}", fontsize=8)
     for ax in row:
       ax.set_xticks([])
       ax.set_yticks([])

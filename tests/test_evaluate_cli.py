@@ -43,25 +43,10 @@ def config_flags(**extra) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-  """A persistent XLA compilation cache for this module's runs and their subprocesses.
-
-  The runs differ only in data, so every program after the first is loaded, not compiled:
-  this keeps the tests at a few seconds of CPU each. Restored on teardown. Returns the
-  environment for subprocesses.
-  """
-  from jax.experimental.compilation_cache import compilation_cache
-  path = str(tmp_path_factory.mktemp("xla_cache"))
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-  saved = {n: getattr(jax.config, n) for n in names}
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  compilation_cache.reset_cache()  # the cache is set up once per process unless reset
-  yield dict(os.environ, JAX_COMPILATION_CACHE_DIR=path,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", TF_CPP_MIN_LOG_LEVEL="2")
-  for n, v in saved.items():
-    jax.config.update(n, v)
-  compilation_cache.reset_cache()
+def compile_cache():
+  """The environment for subprocesses: it carries the session's persistent XLA compilation
+  cache (set up in conftest.py), so the CLI runs load programs instead of compiling them."""
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
 @pytest.fixture(scope="module")

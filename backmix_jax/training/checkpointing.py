@@ -18,10 +18,13 @@ class CheckpointError(RuntimeError):
   """No usable checkpoint, or one that belongs to a different model."""
 
 
-def model_signature(config, num_classes: int, image_shape, bank_size: int) -> dict:
-  """What must match between a checkpoint and the model it is restored into."""
-  return dict(model=config.model, framework=config.framework, num_classes=int(num_classes),
-              image_shape=[int(s) for s in image_shape], bank_size=int(bank_size))
+def model_signature(config, known_classes, image_shape, bank_size: int) -> dict:
+  """What must match between a checkpoint and the model it is restored into: the network,
+  the classes its outputs mean (known class ids in order), and the input it expects."""
+  return dict(model=config.model, framework=config.framework,
+              num_classes=len(known_classes), known_classes=[int(c) for c in known_classes],
+              image_shape=[int(s) for s in image_shape], normalize=config.data.normalize,
+              bank_size=int(bank_size))
 
 
 class Checkpointer:

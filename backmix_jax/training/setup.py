@@ -65,5 +65,6 @@ def build_run(config, data: OpenSetData | None = None) -> Run:
   init = jax.jit(lambda rng, x: create_train_state(eval_model, tx, rng, x, bank_size),
                  out_shardings=parallel.replicated(mesh))
   state = init(jax.random.key(config.seed), sample)
-  signature = checkpointing.model_signature(config, k, data.train.images.shape[1:], bank_size)
+  signature = checkpointing.model_signature(config, data.known_classes, data.train.images.shape[1:],
+                                           bank_size)
   return Run(config, data, mesh, framework, train_model, eval_model, stream, tx, state, signature)

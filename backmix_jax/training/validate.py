@@ -71,9 +71,10 @@ def problems(config) -> list[str]:
       out.append(str(e))
   if b.enabled and config.model in BACKBONES:
     out.extend(_backmix_geometry_problems(config))
-  kind, _, path = config.data.source.partition(":")
-  if kind in ("npz", "folder") and not os.path.exists(path):
-    out.append(f"data.source path {path!r} does not exist")
+  for key in ("source", "unknown_source"):
+    kind, _, path = config.data.get(key, "").partition(":")
+    if kind in ("npz", "folder") and not os.path.exists(path):
+      out.append(f"data.{key} path {path!r} does not exist")
   return out
 
 

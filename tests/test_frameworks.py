@@ -1,0 +1,457 @@
+"""Open-set frameworks (ARPL, CSSR linear/PCSSR/RCSSR, MEDAF): formulas against NumPy
+references, head and CAM-source shapes, the real data-parallel train step on digits with
+BackMix on and off, checkpoint round trips, and the direction of the open-set scores."""
+import functools
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from backmix_jax import parallel
+from backmix_jax.frameworks import FRAMEWORKS, get_framework
+from backmix_jax.frameworks import arpl, cssr, medaf
+from backmix_jax.evaluation.predict import evaluate_open_set, fit_score_states
+from backmix_jax.training import checkpointing
+from backmix_jax.training.setup import build_run
+from backmix_jax.training.step import make_train_step
+from configs import digits
+
+NEW_FRAMEWORKS = ("arpl", "cssr", "pcssr", "rcssr", "medaf")
+
+
+def _rng(seed):
+  return np.random.default_rng(seed)
+
+
+def _log_softmax(x):
+  z = x - x.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _ce(logits, labels):
+  return -_log_softmax(logits)[np.arange(len(labels)), labels].mean()
+
+
+# ------------------------------------------------------------------------------ registry
+
+
+def test_registry_names_and_scores():
+  """Every framework is registered under its name; its default score is one it supports,
+  and asking for an unsupported score or framework fails with the choices listed."""
+  assert set(FRAMEWORKS) == {"softmax", *NEW_FRAMEWORKS}
+  for name in FRAMEWORKS:
+    fw = get_framework(name)
+    assert fw.name == name
+    assert fw.default_score in fw.scores
+    assert fw.check_score("") == fw.default_score
+  assert get_framework("pcssr").default_score == "cssr"
+  assert get_framework("medaf").default_score == "medaf"
+  assert get_framework("arpl").default_score == "mls"
+  with pytest.raises(ValueError, match="choose from"):
+    get_framework("arpl").check_score("cssr")
+  with pytest.raises(ValueError, match="known: .*medaf"):
+    get_framework("nope")
+
+
+# ----------------------------------------------------------------------------------- ARPL
+
+
+def _np_arpl_logits(f, p):
+  """Direct form: mean over dims of (f - p)^2, minus f.p."""
+  return ((f[..., None, :] - p) ** 2).mean(-1) - f @ p.T
+
+
+def test_arpl_logits_and_loss_match_numpy():
+  """logits = ||f-P||^2/D - f.P; loss = CE + 0.1 * mean(max(0, d_y - R + 1)), d_y = mean_d
+  (f - P_y)^2; and dloss/dR = -0.1 * (fraction of samples inside the margin)."""
+  r = _rng(0)
+  f, p = r.normal(size=(7, 5)), r.normal(size=(4, 5))
+  labels = r.integers(0, 4, 7)
+  logits = np.asarray(arpl.arpl_logits(jnp.asarray(f), jnp.asarray(p)))
+  np.testing.assert_allclose(logits, _np_arpl_logits(f, p), rtol=1e-5, atol=1e-5)
+  radius = 2.6
+  d_y = ((f - p[labels]) ** 2).mean(-1)
+  expected = _ce(logits, labels) + 0.1 * np.maximum(0.0, d_y - radius + 1.0).mean()
+  loss_fn = lambda r_: arpl.arpl_loss(jnp.asarray(logits), jnp.asarray(f), jnp.asarray(p), r_,
+                                      jnp.asarray(labels))[0]
+  np.testing.assert_allclose(loss_fn(radius), expected, rtol=1e-5)
+  inside = (d_y - radius + 1.0 > 0).mean()
+  assert 0 < inside < 1  # the gradient check below is not a trivial one
+  np.testing.assert_allclose(jax.grad(loss_fn)(radius), -0.1 * inside, rtol=1e-5)
+
+
+def test_arpl_head_maps_apply_the_logit_formula_at_every_location():
+  """The CAM source is ARPL's logit at each location's feature; the logits use the pooled
+  feature; points start as 0.1 * N(0,1) and the radius at 0."""
+  head = arpl.ARPLHead(3)
+  fmap = jnp.asarray(_rng(1).normal(size=(2, 4, 4, 8)), jnp.float32)
+  variables = head.init(jax.random.key(0), fmap, train=False)
+  out = head.apply(variables, fmap, train=False)
+  p = np.asarray(variables["params"]["points"])
+  assert p.shape == (3, 8) and 0.03 < p.std() < 0.3
+  assert float(variables["params"]["radius"]) == 0.0
+  np.testing.assert_allclose(out["class_maps"], _np_arpl_logits(np.asarray(fmap), p), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(out["logits"], _np_arpl_logits(np.asarray(fmap).mean((1, 2)), p),
+                             rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------- CSSR
+
+
+def _np_gram(x):
+  """x [g,g,D] -> [D,D]: (sum_s x_cs^8 x_c's^8)^(1/8), in float64."""
+  xs = x.reshape(-1, x.shape[-1]).astype(np.float64) ** 8
+  return (xs.T @ xs) ** (1 / 8)
+
+
+def test_autoencoder_logit_maps_match_numpy_including_the_clip():
+  """map_k = clip(sign * gamma * sum_d |W_dec,k tanh(W_enc,k x) - x|, -100, 100) per location."""
+  r = _rng(2)
+  x = r.normal(size=(2, 3, 3, 6))
+  w_enc, w_dec = r.normal(size=(4, 6, 5)), r.normal(size=(4, 5, 6))
+  for sign, gamma in ((-1.0, 0.1), (1.0, 0.1), (-1.0, 30.0)):
+    got = cssr.reconstruction_logit_maps(jnp.asarray(x), jnp.asarray(w_enc), jnp.asarray(w_dec),
+                                         sign, gamma)
+    want = np.stack([np.abs(np.tanh(x @ w_enc[k]) @ w_dec[k] - x).sum(-1) for k in range(4)], -1)
+    want = np.clip(sign * gamma * want, -100, 100)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert np.any(np.abs(want) == 100)  # the last case did reach the clip
+
+
+def test_softmax_avg_logits_are_log_of_mean_softmax():
+  """pcssr/rcssr logits = log(mean over locations of softmax over classes), so plain CE on them
+  is CSSR's -log p_y; stable where the softmax underflows."""
+  maps = _rng(3).normal(size=(2, 3, 3, 4)) * 5
+  z = np.exp(maps - maps.max(-1, keepdims=True))
+  want = np.log((z / z.sum(-1, keepdims=True)).mean((1, 2)))
+  np.testing.assert_allclose(cssr.softmax_avg_logits(jnp.asarray(maps)), want, rtol=1e-5,
+                             atol=1e-6)
+  huge = jnp.asarray([[[[0.0, 300.0]]]])
+  assert np.isfinite(np.asarray(cssr.softmax_avg_logits(huge))).all()
+
+
+def test_gram_features_match_float64_and_do_not_overflow():
+  """G(x)[c,c'] = (sum_s x_cs^8 x_c's^8)^(1/8), also for |x| ~ 300, where x^16 > float32 max."""
+  r = _rng(4)
+  for scale in (1.0, 300.0):
+    x = r.normal(size=(2, 3, 3, 5)) * scale
+    got = np.asarray(cssr.gram_features(jnp.asarray(x, jnp.float32)))
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, np.stack([_np_gram(xi) for xi in x]), rtol=1e-4)
+
+
+def _np_cssr_raw(logits, maps, x, proto, gram, variant):
+  out = []
+  for i in range(len(logits)):
+    k = logits[i].argmax()
+    m = maps[i, ..., k]
+    rep = np.abs(x[i]).mean(-1)
+    s0 = (m / rep ** 2).mean() if variant == "pcssr" else m.mean()
+    s1 = (x[i] * proto[k]).mean()
+    s2 = (_np_gram(x[i]) * gram[k]).sum()
+    out.append([s0, s1, s2])
+  return np.array(out)
+
+
+def _fake_outputs(r, b, g=3, d=5, k=4):
+  return dict(logits=r.normal(size=(b, k)), class_maps=-np.abs(r.normal(size=(b, g, g, k))),
+              feature_map=r.normal(size=(b, g, g, d)))
+
+
+def _reduce_over(batches):
+  """A stand-in for evaluation's reduce_train: float64 sums of fn over (outputs, mask) batches."""
+  def reduce_train(fn):
+    jfn = jax.jit(fn)
+    sums = [jax.tree.map(lambda a: np.asarray(a, np.float64),
+                         jfn(jax.tree.map(jnp.asarray, o), jnp.asarray(m))) for o, m in batches]
+    return jax.tree.map(lambda *a: sum(a), *sums)
+  return reduce_train
+
+
+@pytest.mark.parametrize("variant", ["pcssr", "rcssr"])
+def test_cssr_fit_score_and_standardised_sum_match_numpy(variant):
+  """fit_score: prototypes = class means of |x| over training images predicted as the class,
+  normalised over classes; Gram means per predicted class; mean and population std of the
+  three raw scores; padding rows (mask False) ignored. score = sum of standardised scores,
+  whose training-set mean is 0."""
+  r = _rng(5)
+  batches = [(_fake_outputs(r, 8), np.ones(8, bool)), (_fake_outputs(r, 8), np.arange(8) < 5)]
+  valid = {k: np.concatenate([o[k][m] for o, m in batches]) for k in batches[0][0]}
+  fw = get_framework(variant)
+  state = fw.fit_score("cssr", _reduce_over(batches))
+  pred = valid["logits"].argmax(-1)
+  absmean = np.abs(valid["feature_map"]).mean((1, 2))
+  class_abs = np.stack([absmean[pred == k].mean(0) for k in range(4)])
+  proto = class_abs / class_abs.sum(0)
+  grams = np.stack([_np_gram(np.abs(xi)) for xi in valid["feature_map"]])
+  gram = np.stack([grams[pred == k].mean(0) for k in range(4)])
+  np.testing.assert_allclose(state["proto"], proto, rtol=1e-5)
+  np.testing.assert_allclose(state["gram"], gram, rtol=1e-4)
+  raw = _np_cssr_raw(valid["logits"], valid["class_maps"], valid["feature_map"], proto, gram,
+                     variant)
+  np.testing.assert_allclose(state["mean"], raw.mean(0), rtol=1e-4)
+  np.testing.assert_allclose(state["std"], raw.std(0), rtol=1e-3)
+  got_raw = cssr.cssr_raw_scores(jax.tree.map(jnp.asarray, valid), variant, state["proto"],
+                                 state["gram"])
+  np.testing.assert_allclose(got_raw, raw, rtol=1e-4, atol=1e-6)
+  score = np.asarray(fw.score(jax.tree.map(jnp.asarray, valid), "cssr", state))
+  np.testing.assert_allclose(score, ((raw - raw.mean(0)) / raw.std(0)).sum(-1), rtol=1e-3,
+                             atol=1e-4)
+  assert abs(score.mean()) < 1e-4
+  assert fw.fit_score("msp", _reduce_over(batches)) is None
+  with pytest.raises(ValueError, match="fit_score"):
+    fw.score(jax.tree.map(jnp.asarray, valid), "cssr", None)
+
+
+def test_cssr_zero_feature_location_gives_no_nan():
+  """A location whose features are all 0 (ReLU backbones) adds 0 to PCSSR's S0, not NaN."""
+  r = _rng(6)
+  out = _fake_outputs(r, 2)
+  out["feature_map"][0, 0, 0] = 0.0
+  out["class_maps"][0, 0, 0] = 0.0
+  raw = cssr.cssr_raw_scores(jax.tree.map(jnp.asarray, out), "pcssr", jnp.ones((4, 5)) / 4,
+                             jnp.ones((4, 5, 5)))
+  assert np.isfinite(np.asarray(raw)).all()
+
+
+def test_cssr_linear_head_is_a_scaled_1x1_conv_with_mean_logits():
+  """Linear CSSR: maps = gamma * x W (gamma 1, bias-free), logits = their spatial mean; the
+  init is PyTorch's U(+-1/sqrt(D))."""
+  fw = get_framework("cssr")
+  head = fw.make_head(3, jnp.float32)
+  fmap = jnp.asarray(_rng(7).normal(size=(2, 4, 4, 64)), jnp.float32)
+  variables = head.init(jax.random.key(0), fmap, train=False)
+  w = np.asarray(variables["params"]["cls"])
+  assert np.abs(w).max() <= 1 / 8 and np.abs(w).max() > 0.9 / 8
+  out = head.apply(variables, fmap, train=False)
+  np.testing.assert_allclose(out["class_maps"], np.asarray(fmap) @ w, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out["logits"], (np.asarray(fmap) @ w).mean((1, 2)), rtol=1e-5,
+                             atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------- MEDAF
+
+
+def _np_attention_diversity(cams):
+  b, e = cams.shape[:2]
+  x = cams.reshape(b, e, -1)
+  x = x / np.linalg.norm(x, axis=-1, keepdims=True)
+  x = np.maximum(x - x.mean(-1, keepdims=True), 0)
+  total = 0.0
+  for i in range(e):
+    for j in range(i + 1, e):
+      cos = [(x[n, i] @ x[n, j]) / (np.linalg.norm(x[n, i]) * np.linalg.norm(x[n, j]))
+             for n in range(b)]
+      total += np.mean(cos)
+  return total
+
+
+def test_attention_diversity_matches_numpy_and_its_extremes():
+  """Sum over expert pairs of the batch-mean cosine of relu(normalised map - its mean): 3 for
+  identical maps, 0 for maps peaking at disjoint places."""
+  cams = _rng(8).normal(size=(4, 3, 5, 5))
+  np.testing.assert_allclose(medaf.attention_diversity(jnp.asarray(cams)),
+                             _np_attention_diversity(cams), rtol=1e-5)
+  same = np.repeat(cams[:, :1], 3, axis=1)
+  np.testing.assert_allclose(medaf.attention_diversity(jnp.asarray(same)), 3.0, rtol=1e-5)
+  disjoint = np.zeros((1, 3, 5, 5))
+  for e in range(3):
+    disjoint[0, e, e, e] = 1.0
+  assert float(medaf.attention_diversity(jnp.asarray(disjoint))) == 0.0
+
+
+def _medaf_head_and_outputs(dtype=jnp.float32):
+  head = medaf.MEDAFHead(3, dtype=dtype)
+  fmap = jnp.asarray(np.abs(_rng(9).normal(size=(4, 4, 4, 16))), jnp.float32)
+  variables = head.init(jax.random.key(0), fmap, train=False)
+  return head, variables, fmap
+
+
+def test_medaf_head_fuses_detached_experts_with_the_gate():
+  """Fused logits = sum_e gate_e * expert logits_e, gate = softmax(gate logits / 100); the
+  CAM source (gate-weighted expert maps) averages to the fused logits; the fused CE trains
+  the gate but, through the detach, none of the experts."""
+  head, variables, fmap = _medaf_head_and_outputs()
+  out = head.apply(variables, fmap, train=False)
+  assert out["expert_maps"].shape == (4, 3, 4, 4, 3) and out["gate"].shape == (4, 3)
+  np.testing.assert_allclose(out["gate"].sum(-1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(out["logits"], np.einsum("be,bek->bk", out["gate"],
+                                                      out["expert_logits"]), rtol=1e-5)
+  np.testing.assert_allclose(out["class_maps"].mean((1, 2)), out["logits"], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(out["expert_logits"], out["expert_maps"].mean((2, 3)), rtol=1e-5,
+                             atol=1e-6)
+  labels = jnp.array([0, 1, 2, 0])
+
+  def fused_ce(params):
+    o = head.apply({**variables, "params": params}, fmap, train=False)
+    return medaf.medaf_loss(o, labels)[1]["fused_ce"]
+
+  grads = jax.jit(jax.grad(fused_ce))(variables["params"])
+  norm = lambda tree: sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(tree))
+  assert norm({k: v for k, v in grads.items() if k.startswith("expert")}) == 0.0
+  assert norm({k: v for k, v in grads.items() if k.startswith("gate")}) > 0.0
+
+
+def test_medaf_loss_and_score_match_numpy():
+  """loss = 0.7 * sum of expert CEs + fused CE + 0.01 * attention diversity of the label
+  channels; score 'medaf' = max softmax(fused logits / 100)."""
+  head, variables, fmap = _medaf_head_and_outputs()
+  out = jax.tree.map(np.asarray, head.apply(variables, fmap, train=False))
+  labels = np.array([0, 1, 2, 0])
+  loss, extras = medaf.medaf_loss(jax.tree.map(jnp.asarray, out), jnp.asarray(labels))
+  cams = np.stack([out["expert_maps"][n, :, :, :, labels[n]] for n in range(4)])
+  want = (0.7 * sum(_ce(out["expert_logits"][:, e], labels) for e in range(3))
+          + _ce(out["logits"], labels) + 0.01 * _np_attention_diversity(cams))
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  z = out["logits"] / 100
+  np.testing.assert_allclose(get_framework("medaf").score(jax.tree.map(jnp.asarray, out)),
+                             np.exp(_log_softmax(z)).max(-1), rtol=1e-6)
+
+
+# ------------------------------------------------------------------- heads on any framework
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("name", sorted(FRAMEWORKS))
+def test_head_shapes_loss_and_every_score(name, dtype):
+  """Each head maps [B,g,g,D] to float32 logits [B,K], class maps and CAM source [B,g,g,K]
+  and features [B,D]; its loss is a finite scalar; every score it lists is a float32 [B]
+  (scores that need training statistics fitted on the same batch)."""
+  fw = get_framework(name)
+  head = fw.make_head(3, dtype)
+  fmap = jnp.asarray(np.abs(_rng(10).normal(size=(2, 4, 4, 16))), dtype)
+  variables = head.init(jax.random.key(0), fmap, train=False)
+  out = head.apply(variables, fmap, train=False)
+  assert out["logits"].shape == (2, 3) and out["logits"].dtype == jnp.float32
+  assert out["class_maps"].shape == (2, 4, 4, 3) and out["class_maps"].dtype == jnp.float32
+  assert fw.cam_maps(out).shape == (2, 4, 4, 3)
+  assert out["features"].shape == (2, 16)
+  loss, extras = fw.loss(out, jnp.array([0, 2]))
+  assert loss.shape == () and np.isfinite(float(loss))
+  for score in fw.scores:
+    state = fw.fit_score(score, _reduce_over([(out, np.ones(2, bool))]))
+    s = fw.score(out, score, state)
+    assert s.shape == (2,) and s.dtype == jnp.float32 and np.isfinite(np.asarray(s)).all()
+
+
+# ------------------------------------------------- the real train step, checkpoints, scores
+
+
+def _config(name, model="cnn_small", **overrides):
+  c = digits.get_config()
+  c.framework, c.model, c.score = name, model, ""
+  c.batch_size, c.eval_batch_size, c.num_epochs = 32, 64, 20
+  c.data.backend = "numpy"
+  c.optimizer.schedule = "constant"
+  c.optimizer.learning_rate = 1e-2
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c
+
+
+@functools.lru_cache(maxsize=None)
+def _built(name, model="cnn_small"):
+  """One built run and its two compiled steps (BackMix on, off) per framework, shared by tests."""
+  run = build_run(_config(name, model))
+  steps = {}
+  for enabled in (True, False):
+    cfg = _config(name, model, **{"backmix.enabled": enabled})
+    steps[enabled] = make_train_step(run.mesh, model=run.train_model, framework=run.framework,
+                                     tx=run.tx, config=cfg,
+                                     steps_per_epoch=run.stream.steps_per_epoch)
+  return run, steps
+
+
+def _fresh_state(run):
+  # The step donates its input state: never hand it the run's own buffers.
+  return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, run.state)
+
+
+def _train(run, step, state, batches):
+  losses = []
+  for batch in batches:
+    state, metrics = step(state, parallel.to_global(batch, run.mesh))
+    metrics = jax.device_get(metrics)
+    assert bool(metrics["finite"]) and np.isfinite(metrics["loss"]), metrics
+    losses.append(float(metrics["loss"]))
+  return state, losses
+
+
+@pytest.mark.parametrize("name,model", [(n, "cnn_small") for n in NEW_FRAMEWORKS]
+                         + [("arpl", "classifier32")])
+def test_train_step_on_repeated_batch_lowers_loss_with_and_without_backmix(name, model):
+  """Through the real shard_map step on 4 devices: 8 steps on one digits batch keep loss
+  and gradients finite and lower the loss, with BackMix on and with it off."""
+  run, steps = _built(name, model)
+  batch = next(iter(run.stream.batches(0, 1)))
+  for enabled, step in steps.items():
+    _, losses = _train(run, step, _fresh_state(run), [batch] * 8)
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]), (enabled, losses)
+
+
+def test_medaf_head_batch_norm_is_synchronised_like_the_backbone():
+  """MEDAF's expert heads have batch norm: the training network averages their statistics
+  over the data axis (as the backbone's), the evaluation network has no collective."""
+  run, _ = _built("medaf")
+  assert run.train_model.head.bn_axis_name == parallel.DATA_AXIS
+  assert run.eval_model.head.bn_axis_name is None
+  assert "head" in run.state.batch_stats
+
+
+@pytest.mark.parametrize("name", ["arpl", "medaf"])
+def test_checkpoint_round_trip_restores_the_trained_state(name, tmp_path):
+  """Orbax save then restore gives back every array of a trained state (head parameters,
+  ARPL's points and radius, MEDAF's head batch statistics) exactly."""
+  run, steps = _built(name)
+  state, _ = _train(run, steps[True], _fresh_state(run), run.stream.batches(0, 2))
+  ckpt = checkpointing.Checkpointer(str(tmp_path))
+  ckpt.save(2, state, run.signature, force=True)
+  ckpt.wait()
+  restored, step = ckpt.restore(run.state, run.signature)
+  ckpt.close()
+  assert step == 2
+  want = flax.traverse_util.flatten_dict(flax.serialization.to_state_dict(state))
+  got = flax.traverse_util.flatten_dict(flax.serialization.to_state_dict(restored))
+  assert want.keys() == got.keys()
+  for key in want:
+    np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]), err_msg=str(key))
+  assert not np.array_equal(np.asarray(state.params["head"][next(iter(state.params["head"]))]),
+                            np.asarray(run.state.params["head"][next(iter(state.params["head"]))]))
+
+
+@pytest.mark.parametrize("name,num_steps", [("arpl", 60), ("medaf", 60), ("cssr", 60),
+                                            ("pcssr", 200), ("rcssr", 200)])
+def test_trained_model_scores_known_above_unknown(name, num_steps):
+  """After a short training (BackMix off) each framework's default score, computed by the
+  evaluator (CSSR fitting its training statistics first), is higher on average for the known
+  test digits than for the unknown ones."""
+  run, steps = _built(name)
+  state, _ = _train(run, steps[False], _fresh_state(run), run.stream.batches(0, num_steps))
+  cfg = run.config
+  metrics, out = evaluate_open_set(run.eval_model, run.framework, run.variables(state), run.data,
+                                   score="", batch_size=cfg.eval_batch_size,
+                                   normalization=cfg.data.normalize, mesh=run.mesh)
+  assert metrics["score"] == run.framework.default_score
+  assert out["known_scores"].mean() > out["unknown_scores"].mean(), metrics
+  assert metrics["auroc"] > 0.5, metrics
+
+
+def test_fit_score_states_only_fits_scores_that_need_it():
+  """The evaluator's fitting pass returns None for scores without training statistics and
+  CSSR's statistics (finite, std > 0) for 'cssr'."""
+  run, _ = _built("pcssr")
+  cfg = run.config
+  states = fit_score_states(run.eval_model, run.framework, run.variables(run.state),
+                            run.data.train, ("msp", "cssr"), batch_size=cfg.eval_batch_size,
+                            normalization=cfg.data.normalize, mesh=run.mesh)
+  assert states["msp"] is None
+  assert states["cssr"]["proto"].shape == (run.data.num_classes, 96)
+  assert all(np.isfinite(np.asarray(v)).all() for v in states["cssr"].values())
+  assert (np.asarray(states["cssr"]["std"]) > 0).all()
