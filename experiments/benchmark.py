@@ -10,7 +10,8 @@ python -m experiments.benchmark --config configs/digits.py --synthetic --config.
 * training loop: pipeline + BackMix step, metrics read one step behind as `training.train`.
 
 Each figure is the median over `--repeats` blocks of `--steps` steps, after `--warmup`
-untimed steps; compilation is timed separately. `--synthetic` replaces the dataset with
+untimed steps; the four kinds of block take turns (drifting load on a shared machine hits
+each alike) and compilation is timed separately. `--synthetic` replaces the dataset with
 random uint8 images of the config's size (channels 3 unless data.channels says otherwise),
 so no dataset (and, with data.backend=numpy, no TensorFlow) is needed.
 """
@@ -90,78 +91,81 @@ def _summary(seconds: list[float], steps: int, batch: int) -> dict:
               repeat_seconds=seconds)
 
 
-def measure_step(step_fn, state, batches: list, *, steps: int, repeats: int, warmup: int,
-                 batch_size: int) -> dict:
-  """Images/s of `step_fn` cycling over device-resident `batches`.
+def compile_step(step_fn, state, batch) -> dict:
+  """Trace, lower and compile `step_fn` for these shapes (jit reuses the executable after).
 
-  `state` is donated (consumed). Compile time covers tracing, lowering and XLA compilation;
-  jit reuses that executable for the calls that follow.
+  Returns dict(compile_seconds, temp_bytes): wall time, and XLA's scratch memory for one step.
   """
-  import jax
   t0 = time.perf_counter()
-  compiled = step_fn.lower(state, batches[0]).compile()
-  compile_seconds = time.perf_counter() - t0
-  for i in range(warmup):
-    state, _ = step_fn(state, batches[i % len(batches)])
-  jax.block_until_ready(state)
-  seconds = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    for i in range(steps):
-      state, _ = step_fn(state, batches[i % len(batches)])
-    jax.block_until_ready(state)
-    seconds.append(time.perf_counter() - t0)
+  compiled = step_fn.lower(state, batch).compile()
+  seconds = time.perf_counter() - t0
   mem = compiled.memory_analysis()
-  return dict(_summary(seconds, steps, batch_size), compile_seconds=compile_seconds,
-              peak_memory_bytes=peak_memory_bytes(),
-              temp_bytes=None if mem is None else int(mem.temp_size_in_bytes))
+  temp = None if mem is None else int(mem.temp_size_in_bytes)
+  return dict(compile_seconds=seconds, temp_bytes=temp)
 
 
-def measure_pipeline(stream, mesh, *, steps: int, repeats: int, warmup: int) -> dict:
-  """Images/s of the host pipeline alone: batches gathered and placed on the devices."""
+# Each *_block returns block(n): n more steps of its kind, blocking until they are done.
+
+def step_block(step_fn, state, batches: list):
+  """Steps cycling over device-resident batches; `state` is donated and carried along."""
+  import jax
+  cell = [state]
+
+  def block(n):
+    state = cell[0]
+    for i in range(n):
+      state, _ = step_fn(state, batches[i % len(batches)])
+    cell[0] = jax.block_until_ready(state)
+
+  return block
+
+
+def pipeline_block(stream, mesh, num_batches: int):
+  """The host pipeline alone: batches gathered and placed on the devices."""
   import jax
 
   from backmix_jax import parallel
-  it = stream.batches(0, warmup + steps * repeats)
-  for _ in range(warmup):
-    jax.block_until_ready(parallel.to_global(next(it), mesh))
-  seconds = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    for _ in range(steps):
+  it = stream.batches(0, num_batches)
+
+  def block(n):
+    for _ in range(n):
       jax.block_until_ready(parallel.to_global(next(it), mesh))
-    seconds.append(time.perf_counter() - t0)
-  return _summary(seconds, steps, stream.global_batch)
+
+  return block
 
 
-def measure_loop(step_fn, state, stream, mesh, *, steps: int, repeats: int, warmup: int) -> dict:
-  """Images/s of pipeline + step as the training loop runs them (metrics read one step late).
-
-  `state` is donated; `step_fn` should already be compiled for these shapes.
-  """
+def loop_block(step_fn, state, stream, mesh, num_batches: int):
+  """Pipeline + step as training.train runs them: each step's metrics read during the next."""
   import jax
 
   from backmix_jax import parallel
-  it = stream.batches(0, warmup + steps * repeats)
-  pending = None
+  it = stream.batches(0, num_batches)
+  cell = [state, None]
 
-  def run(n):
-    nonlocal state, pending
+  def block(n):
+    state, pending = cell
     for _ in range(n):
       state, metrics = step_fn(state, parallel.to_global(next(it), mesh))
       if pending is not None:
         jax.device_get(pending)
       pending = metrics
+    cell[:] = [jax.block_until_ready(state), pending]
 
-  run(warmup)
-  jax.block_until_ready(state)
-  seconds = []
+  return block
+
+
+def time_blocks(blocks: dict, *, steps: int, repeats: int) -> dict:
+  """name -> list of `repeats` wall times of block(steps), blocks already warmed up.
+
+  The blocks take turns, so load drifting on a shared machine affects each alike.
+  """
+  seconds = {name: [] for name in blocks}
   for _ in range(repeats):
-    t0 = time.perf_counter()
-    run(steps)
-    jax.block_until_ready(state)
-    seconds.append(time.perf_counter() - t0)
-  return _summary(seconds, steps, stream.global_batch)
+    for name, block in blocks.items():
+      t0 = time.perf_counter()
+      block(steps)
+      seconds[name].append(time.perf_counter() - t0)
+  return seconds
 
 
 def environment() -> dict:
@@ -221,7 +225,6 @@ def run_benchmark(config, *, steps: int = 20, repeats: int = 3, warmup: int = 2,
 
   on_device = [parallel.to_global(b, mesh) for b in stream.batches(0, device_batches)]
   plain_batches = [{k: b[k] for k in ("image", "label", "index")} for b in on_device]
-  timing = dict(steps=steps, repeats=repeats, warmup=warmup)
   b = config.batch_size
   results = dict(environment())
   results["command"] = " ".join(sys.argv)
@@ -232,15 +235,26 @@ def run_benchmark(config, *, steps: int = 20, repeats: int = 3, warmup: int = 2,
       backend=resolve_backend(config.data.backend),
       backmix={k: on.backmix[k] for k in ("cam_source", "fg_ratio", "patch_frac", "partner",
                                           "train_on", "cam_batch_stats")})
-  results["settings"] = dict(timing, device_batches=device_batches)
+  results["settings"] = dict(steps=steps, repeats=repeats, warmup=warmup,
+                             device_batches=device_batches)
   plain_fn, backmix_fn = make(off), make(on)
-  results["plain_step"] = measure_step(plain_fn, fresh_state(), plain_batches, batch_size=b,
-                                       **timing)
-  results["backmix_step"] = measure_step(backmix_fn, fresh_state(), on_device, batch_size=b,
-                                         **timing)
-  del on_device, plain_batches
-  results["pipeline"] = measure_pipeline(stream, mesh, **timing)
-  results["loop"] = measure_loop(backmix_fn, fresh_state(), stream, mesh, **timing)
+  compiled, blocks = {}, {}
+  # Compile and warm up one step at a time, reading the allocator's peak after each.
+  for name, fn, batches in (("plain_step", plain_fn, plain_batches),
+                            ("backmix_step", backmix_fn, on_device)):
+    state = fresh_state()
+    compiled[name] = compile_step(fn, state, batches[0])
+    blocks[name] = step_block(fn, state, batches)
+    blocks[name](warmup)
+    compiled[name]["peak_memory_bytes"] = peak_memory_bytes()
+  total = warmup + steps * repeats
+  blocks["pipeline"] = pipeline_block(stream, mesh, total)
+  blocks["loop"] = loop_block(backmix_fn, fresh_state(), stream, mesh, total)
+  blocks["pipeline"](warmup)
+  blocks["loop"](warmup)
+  seconds = time_blocks(blocks, steps=steps, repeats=repeats)
+  for name, _ in ROWS:
+    results[name] = dict(_summary(seconds[name], steps, b), **compiled.get(name, {}))
   step_ips = results["backmix_step"]["images_per_second"]
   results["ratios"] = dict(
       backmix_over_plain_time=results["backmix_step"]["seconds_per_step"]
@@ -291,5 +305,4 @@ def main(argv):
 
 if __name__ == "__main__":
   # The benchmark writes no checkpoints: --workdir is accepted but not required here.
-  flags.FLAGS.set_default("workdir", "")
-  cli.run_main(main)
+  cli.run_main(main, require_workdir=False)

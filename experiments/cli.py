@@ -58,15 +58,21 @@ def _parse_flags(argv):
       msg = f"unknown config field {msg}"
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
-  if CONFIG.value is None or WORKDIR.value is None:
-    print("error: --config and --workdir are required", file=sys.stderr)
+  missing = [f"--{name}" for name, flag in (("config", CONFIG), ("workdir", WORKDIR))
+             if flag.value is None and (name == "config" or _REQUIRE_WORKDIR[0])]
+  if missing:
+    print(f"error: {' and '.join(missing)} required", file=sys.stderr)
     sys.exit(2)
   return rest
 
 
-def run_main(main):
+_REQUIRE_WORKDIR = [True]
+
+
+def run_main(main, *, require_workdir: bool = True):
   """absl app.run with bad flags and user errors (bad config, data, checkpoint) in one line."""
   from absl import app
+  _REQUIRE_WORKDIR[0] = require_workdir
 
   def wrapped(argv):
     from backmix_jax.training.train import Preempted

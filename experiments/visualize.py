@@ -1,6 +1,7 @@
 """Pictures of BackMix on real training images, with the CAMs of a trained checkpoint.
 
-python -m experiments.visualize --config configs/digits.py --workdir runs/digits [--num 8] [--out grid.png]
+python -m experiments.visualize --config configs/digits.py --workdir runs/digits \
+    [--num 8] [--out grid.png]
 
 One row per sample: target, partner (another row's target), partner CAM over the partner,
 masked partner (its foreground set to `fill`, outlined in cyan) with the source box in
@@ -32,10 +33,9 @@ def mixing_panels(run, state, images, labels, indices, rng) -> dict:
     rng: PRNG key for partners and boxes.
   Returns:
     dict of NumPy arrays: images, partner_images, masked, mixed (normalised, [B,H,W,C]),
-    partner_cams [B,H,W] (nearest-upsampled), partner_masks bool [B,H,W] (foreground
-    pixels of the partner), labels, partner [B], target_box,
-    source_box [B,2], patch (int). Every sample is mixed (mix_prob 1): a picture of an
-    unmixed image shows nothing.
+    partner_cams [B,H,W] (nearest-upsampled), partner_masks bool [B,H,W] (the partner's
+    foreground pixels), labels, partner [B], target_box, source_box [B,2] (top-left row,
+    col), and patch (int). Every sample is mixed (mix_prob 1): an unmixed row shows nothing.
   """
   import jax
   import jax.numpy as jnp
@@ -67,8 +67,8 @@ def mixing_panels(run, state, images, labels, indices, rng) -> dict:
   g = cams.shape[1]
   up = jnp.repeat(jnp.repeat(cams[partner], size // g, axis=1), size // g, axis=2)
   out = dict(images=x, partner_images=x[partner], partner_cams=up, partner_masks=fg,
-             masked=masked, mixed=mixed, labels=labels, partner=partner, target_box=info["target_box"],
-             source_box=info["source_box"])
+             masked=masked, mixed=mixed, labels=labels, partner=partner,
+             target_box=info["target_box"], source_box=info["source_box"])
   out = {k: np.asarray(v) for k, v in out.items()}
   out["patch"] = int(info["patch"])
   return out
@@ -149,6 +149,8 @@ def visualize(config, workdir: str, num: int = 8, out: str | None = None) -> tup
   validate.check_config(config)
   if num < 2:
     raise validate.ConfigError(f"--num must be >= 2 (partners come from the shown rows), got {num}")
+  if not os.path.isdir(workdir):  # the Checkpointer would create it
+    raise checkpointing.CheckpointError(f"no checkpoint: workdir {workdir} does not exist")
   ckpt = checkpointing.Checkpointer(workdir)
   try:
     if ckpt.latest_step() is None:  # before loading data and compiling anything

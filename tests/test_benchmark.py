@@ -75,6 +75,12 @@ def test_cli_synthetic_without_tensorflow(tmp_path):
     assert label in table
   if result["backmix_step"]["peak_memory_bytes"] is None:  # CPU: no allocator statistics
     assert "| n/a |" in table
+  # tools/bench_summary.py (standard library only) turns the JSON into one markdown row.
+  proc = subprocess.run([sys.executable, "tools/bench_summary.py", str(out), str(out)], cwd=REPO,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  rows = [l for l in proc.stdout.splitlines() if l.startswith("| cnn_small | float32 | 16 |")]
+  assert len(rows) == 2 and "(numpy)" in rows[0]
 
 
 def test_bad_settings_are_one_line_errors(tmp_path):

@@ -38,4 +38,6 @@ def test_step_compiles_once_across_steps_and_epochs(cam_source, monkeypatch):
   jax.block_until_ready(metrics)
   assert int(state.step) == spe + 2 > spe
   assert len(traces) == 1
-  assert step_fn._cache_size() == 1
+  # Shardings are not part of the trace: a changed one shows up as a second executable.
+  if hasattr(step_fn, "_cache_size"):  # private jit API, present in jax 0.10
+    assert step_fn._cache_size() == 1

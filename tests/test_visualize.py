@@ -93,6 +93,11 @@ def test_cli_prints_where_it_wrote(workdir, tmp_path):
 
 
 def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):
-  """An empty workdir raises CheckpointError (the CLI turns it into one line)."""
+  """A missing workdir, or one without checkpoints, raises CheckpointError (the CLI turns it
+  into one line) and creates no directory."""
+  with pytest.raises(CheckpointError, match="no checkpoint"):
+    vis.visualize(_config(), str(tmp_path / "missing"), num=3)
+  assert not (tmp_path / "missing").exists()
+  (tmp_path / "empty").mkdir()
   with pytest.raises(CheckpointError, match="no checkpoint"):
     vis.visualize(_config(), str(tmp_path / "empty"), num=3)

@@ -23,7 +23,8 @@ def summary_row(r: dict) -> str:
   return (f"| {c['model']} | {c['dtype']} | {c['batch_size']} "
           f"| {r['plain_step']['images_per_second']:,.0f} "
           f"| {r['backmix_step']['images_per_second']:,.0f} | {q['backmix_over_plain_time']:.2f}x "
-          f"| {r['pipeline']['images_per_second']:,.0f} | {r['loop']['images_per_second']:,.0f} "
+          f"| {r['pipeline']['images_per_second']:,.0f} ({c['backend']}) "
+          f"| {r['loop']['images_per_second']:,.0f} "
           f"| {q['loop_over_step']:.2f} | {r['plain_step']['compile_seconds']:.0f}, "
           f"{r['backmix_step']['compile_seconds']:.0f} | {peak} |")
 
@@ -38,8 +39,8 @@ def summary_table(results: list[dict]) -> str:
   lines.append("")
   lines.append(f"{d['count']} x {d['kind']} ({d['platform']}), {first['date']}; jax {v['jax']}, "
                f"jaxlib {v['jaxlib']}, flax {v['flax']}, optax {v['optax']}, numpy {v['numpy']}, "
-               f"python {v['python']}; data {first['config']['data']} "
-               f"({first['config']['backend']} pipeline), images {first['config']['image_shape']}, "
+               f"python {v['python']}; data {first['config']['data']}, "
+               f"images {first['config']['image_shape']}, "
                f"{first['config']['num_classes']} classes")
   return "\n".join(lines)
 

@@ -130,7 +130,7 @@ def cssr_raw_scores(outputs: dict, variant: str, proto, gram):
   if variant == "pcssr":
     rep = jnp.mean(jnp.abs(x), axis=-1)
     # An all-zero feature (possible after ReLU) is reconstructed exactly, so its map is 0
-    # too: count 0 for the 0/0 that CSSR's LeakyReLU backbones never meet.
+    # too: count 0 for that 0/0, where CSSR (dividing as is) would get NaN.
     s0 = jnp.mean(jnp.where(rep > 0, cls_map / jnp.where(rep > 0, rep * rep, 1.0), 0.0),
                   axis=(1, 2))
   else:
