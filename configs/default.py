@@ -30,7 +30,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model = "classifier32"
   c.dtype = "float32"        # compute dtype; parameters are always float32
   c.framework = "softmax"
-  c.score = "mls"            # open-set score: msp | mls | energy (framework default if '')
+  c.score = ""               # open-set score; '' = the framework's default (softmax: mls)
 
   c.num_devices = 0          # 0: every device of every host; n: the first n (tests, debugging)
   c.batch_size = 128         # global batch, split over every device of every host

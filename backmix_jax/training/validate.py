@@ -43,6 +43,11 @@ def problems(config) -> list[str]:
       out.append(f"{key}={_get(config, key)!r} is not one of {', '.join(allowed)}")
   if config.framework not in FRAMEWORKS:
     out.append(f"framework={config.framework!r} is unknown; known: {', '.join(sorted(FRAMEWORKS))}")
+  elif config.score:
+    scores = FRAMEWORKS[config.framework]().scores
+    if config.score not in scores:
+      out.append(f"score={config.score!r} is not a score of {config.framework}; choose from "
+                 f"{', '.join(scores)}")
   if config.model not in BACKBONES:
     out.append(f"model={config.model!r} is unknown; known: {', '.join(sorted(BACKBONES))}")
   if not config.optimizer.learning_rate > 0:
