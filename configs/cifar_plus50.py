@@ -7,15 +7,10 @@ The unknowns come from tfds cifar100 (the split's unknown_source); another sourc
 --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz (no CIFAR-100 copy here).
 CSSR training recipe instead of ARPL's: --config=configs/cifar_plus50.py:cssr.
 """
-from configs import default
+from configs import cifar_plus10
 
 
 def get_config(recipe: str = "arpl"):
-  c = default.get_base_config()
+  c = cifar_plus10.get_config(recipe)  # same data and recipe; only the unknown list differs
   c.dataset = "cifar_plus50"
-  c.data.source = "tfds:cifar10"  # offline: npz:../shared/data/cifar10_jpeg_bytes.npz
-  c.data.unknown_source = ""      # '' = the split's: tfds cifar100 (test split)
-  c.data.image_size = 32
-  c.data.flip = True
-  c.data.crop_padding = 4
-  return default.apply_recipe(c, recipe)
+  return c

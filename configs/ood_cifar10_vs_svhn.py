@@ -5,17 +5,11 @@ There is no class split: trials differ only by --config.seed. Offline known clas
 machine): --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz (no SVHN here).
 CSSR training recipe instead of ARPL's: --config=configs/ood_cifar10_vs_svhn.py:cssr.
 """
-from configs import default
+from configs import ood_cifar10_vs_cifar100
 
 
 def get_config(recipe: str = "arpl"):
-  c = default.get_base_config()
+  c = ood_cifar10_vs_cifar100.get_config(recipe)  # same training; only the unknown set differs
   c.dataset = "ood_cifar10_vs_svhn"
-  c.data.source = "tfds:cifar10"  # offline: npz:../shared/data/cifar10_jpeg_bytes.npz
-  c.data.unknown_source = ""      # '' = the split's: tfds svhn_cropped (whole test split)
-  c.data.image_size = 32
-  c.data.flip = True
-  c.data.crop_padding = 4
-  default.apply_recipe(c, recipe)
-  c.model = "resnet34"  # the backbone of the paper's OOD table (SPEC section 3)
+  c.data.unknown_source = ""  # '' = the split's: tfds svhn_cropped (whole test split)
   return c
