@@ -41,7 +41,7 @@ def _ce(logits, labels):
 def test_registry_names_and_scores():
   """Every framework is registered under its name; its default score is one it supports,
   and asking for an unsupported score or framework fails with the choices listed."""
-  assert set(FRAMEWORKS) == {"softmax", *NEW_FRAMEWORKS}
+  assert set(FRAMEWORKS) == {"softmax", "arpl_cs", *NEW_FRAMEWORKS}
   for name in FRAMEWORKS:
     fw = get_framework(name)
     assert fw.name == name

@@ -3,6 +3,7 @@ import functools
 import types
 
 from backmix_jax.frameworks.arpl import ARPL
+from backmix_jax.frameworks.arpl_cs import ARPLCS
 from backmix_jax.frameworks.base import Framework, OSRNet
 from backmix_jax.frameworks.cssr import CSSR
 from backmix_jax.frameworks.medaf import MEDAF
@@ -12,6 +13,7 @@ from backmix_jax.frameworks.softmax import Softmax
 FRAMEWORKS = types.MappingProxyType({
     "softmax": Softmax,
     "arpl": ARPL,
+    "arpl_cs": ARPLCS,
     "cssr": functools.partial(CSSR, "linear"),
     "pcssr": functools.partial(CSSR, "pcssr"),
     "rcssr": functools.partial(CSSR, "rcssr"),

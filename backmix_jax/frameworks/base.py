@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import optax
 
 from backmix_jax.frameworks.scores import get_score
 
@@ -57,6 +59,29 @@ class Framework:
     """
     del name, reduce_train
     return None
+
+  def init_extra(self, rng: jax.Array, variables: dict, sample_images: jnp.ndarray,
+                 tx: optax.GradientTransformation) -> Any:
+    """TrainState.extra: state of networks trained beside the classifier (ARPL+CS's GAN).
+
+    variables: the classifier's initial {'params', 'batch_stats'}; sample_images [b,H,W,C]
+    normalised; tx: the classifier's optimiser. Default: {} (nothing extra).
+    """
+    del rng, variables, sample_images, tx
+    return {}
+
+  def extra_step(self, rng, extra, params, real_images, *, model, tx,
+                 normalize_fn) -> tuple[Any, Any, dict]:
+    """Hook run inside the per-device train step (under shard_map over 'data') before the
+    classifier update: trains whatever `extra` holds.
+
+    params: the classifier's parameters, device-varying; real_images uint8 [b,H,W,C] (the
+    clean batch); normalize_fn: float images in [0,1] -> the classifier's input scale.
+    Returns (new extra, extra gradient for `params` to add to the loss's before averaging
+    (None for none), dict of scalar metrics). The default trains nothing.
+    """
+    del rng, params, real_images, model, tx, normalize_fn
+    return extra, None, {}
 
   def cam_maps(self, outputs: dict) -> jnp.ndarray:
     """[B,g,g,K] per-location class evidence that BackMix turns into CAMs."""

@@ -1,6 +1,7 @@
 """The train state: everything needed to continue a run exactly, as one pytree."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax
@@ -13,7 +14,8 @@ class TrainState:
   """step int32 []; params/batch_stats/opt_state pytrees; rng uint32 key data (fixed:
   per-step keys are fold_in(rng, step), so resuming needs no RNG bookkeeping);
   bank float32 [N,g,g] per-example CAM bank (a [1,g,g] placeholder unless BackMix bank
-  mode: Orbax cannot save zero-size arrays).
+  mode: Orbax cannot save zero-size arrays); extra: the framework's auxiliary state
+  (Framework.init_extra; {} for most frameworks, ARPL+CS's GAN).
   The data position is `step` (see data.pipeline)."""
   step: jnp.ndarray
   params: Any
@@ -21,11 +23,40 @@ class TrainState:
   opt_state: Any
   rng: jnp.ndarray
   bank: jnp.ndarray
+  extra: Any = flax.struct.field(default_factory=dict)
+
+
+def _to_state_dict(state: TrainState) -> dict:
+  out = {f.name: flax.serialization.to_state_dict(getattr(state, f.name))
+         for f in dataclasses.fields(state)}
+  # An empty extra is left out: checkpoints of frameworks without one keep the layout they
+  # had before `extra` existed, and those older checkpoints still restore (Orbax refuses a
+  # target with keys the saved tree lacks).
+  if isinstance(state.extra, dict) and not state.extra:
+    del out["extra"]
+  return out
+
+
+def _from_state_dict(target: TrainState, state_dict: dict) -> TrainState:
+  names = [f.name for f in dataclasses.fields(target)]
+  unknown = set(state_dict) - set(names)
+  missing = set(names) - set(state_dict) - ({"extra"} if target.extra == {} else set())
+  if unknown or missing:
+    raise ValueError(f"train state dict does not match: unknown {sorted(unknown)}, "
+                     f"missing {sorted(missing)}")
+  return target.replace(**{n: flax.serialization.from_state_dict(getattr(target, n), state_dict[n],
+                                                                  name=n)
+                           for n in names if n in state_dict})
+
+
+flax.serialization.register_serialization_state(TrainState, _to_state_dict, _from_state_dict,
+                                                override=True)
 
 
 def create_train_state(model, tx, rng: jax.Array, sample_images: jnp.ndarray,
-                       bank_size: int) -> TrainState:
-  """Initialise parameters from a sample batch [b,H,W,C] (float) and an empty or 0.5 bank."""
+                       bank_size: int, framework=None) -> TrainState:
+  """Initialise parameters from a sample batch [b,H,W,C] (float) and an empty or 0.5 bank;
+  `framework` (optional) initialises the extra state."""
   from backmix_jax import backmix
   k_init, k_drop, k_train = jax.random.split(rng, 3)
   variables = model.init({"params": k_init, "dropout": k_drop}, sample_images, train=False)
@@ -34,4 +65,6 @@ def create_train_state(model, tx, rng: jax.Array, sample_images: jnp.ndarray,
   bank = backmix.init_bank(bank_size, grid) if bank_size else jnp.zeros((1, grid, grid), jnp.float32)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                    rng=jax.random.key_data(k_train), bank=bank)
+                    rng=jax.random.key_data(k_train), bank=bank,
+                    extra=framework.init_extra(jax.random.fold_in(rng, 1), variables,
+                                               sample_images, tx) if framework else {})

@@ -91,20 +91,27 @@ def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, con
   # Differentiating the replicated value directly would make shard_map psum it instead.
   local_params = lax.pcast(state.params, DATA_AXIS, to="varying")
   (loss, (outputs, batch_stats, extras)), grads = jax.value_and_grad(loss_fn, has_aux=True)(local_params)
+  # Networks trained beside the classifier (ARPL+CS's GAN); most frameworks have none.
+  # Its own key: the split above stays as it was, so other frameworks draw as before.
+  extra, extra_grads, extra_metrics = framework.extra_step(
+      jax.random.fold_in(key, 3), state.extra, local_params, batch["image"],
+      model=model, tx=tx, normalize_fn=lambda x01: aug.normalize(x01 * 255.0, dcfg.normalize))
+  if extra_grads is not None:
+    grads = jax.tree.map(jnp.add, grads, extra_grads)
   grads = lax.pmean(grads, DATA_AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                            opt_state=opt_state, bank=bank)
+                            opt_state=opt_state, bank=bank, extra=extra)
   finite = jnp.isfinite(loss) & jnp.all(jnp.array(
-      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves((grads, extra_metrics))]))
   finite = lax.pmin(finite.astype(jnp.int32), DATA_AXIS).astype(bool)
   if config.nan_policy == "skip_step":
     # Keep the old state but count the step, so the data position still advances.
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state,
                              state.replace(step=state.step + 1))
   accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == labels)
-  metrics = dict(loss=loss, accuracy=accuracy, **extras)
+  metrics = dict(loss=loss, accuracy=accuracy, **extras, **extra_metrics)
   metrics = lax.pmean(metrics, DATA_AXIS)
   metrics["finite"] = finite
   return new_state, metrics

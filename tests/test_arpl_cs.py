@@ -1,0 +1,153 @@
+"""ARPL+CS: the confusing-sample term against NumPy, the DCGAN's shapes, the fake batch-norm
+set, and the real data-parallel train step on 4 devices (GAN trained, losses reported, the
+extra state checkpointed exactly); frameworks without a GAN keep an empty extra state."""
+import functools
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from backmix_jax import parallel
+from backmix_jax.frameworks import arpl_cs, get_framework
+from backmix_jax.training import checkpointing
+from backmix_jax.training.setup import build_run
+from backmix_jax.training.step import make_train_step
+from tests.helpers import quick_config
+
+
+def _flat(tree):
+  return flax.traverse_util.flatten_dict(flax.serialization.to_state_dict(tree))
+
+
+def _np_fake_loss(f, p):
+  """ARPLoss.fake_loss, directly: softmax of mean squared distances, exp(-mean entropy)."""
+  logits = ((f[:, None, :] - p) ** 2).mean(-1)
+  z = logits - logits.max(-1, keepdims=True)
+  prob = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  return np.exp((prob * np.log(prob)).sum(1).mean())
+
+
+def test_fake_loss_matches_numpy_and_is_largest_for_equidistant_features():
+  """fake_loss equals ARPL's formula; it is 1/K when every point is equally far (features
+  at the origin, points on a sphere) and 1 when one point is overwhelmingly closest."""
+  rng = np.random.default_rng(0)
+  f, p = rng.normal(size=(6, 5)), rng.normal(size=(4, 5))
+  np.testing.assert_allclose(float(arpl_cs.fake_loss(jnp.asarray(f), jnp.asarray(p))),
+                             _np_fake_loss(f, p), rtol=1e-5)
+  sphere = p / np.linalg.norm(p, axis=1, keepdims=True)
+  np.testing.assert_allclose(float(arpl_cs.fake_loss(jnp.zeros((3, 5)), jnp.asarray(sphere))),
+                             0.25, rtol=1e-6)
+  far = np.zeros((2, 5)); far[1, 0] = 100.0
+  assert float(arpl_cs.fake_loss(jnp.zeros((1, 5)), jnp.asarray(far))) > 0.999
+
+
+def test_dcgan_shapes_output_range_and_init():
+  """G maps z [B,1,1,100] to [B,32,32,C] images in [0,1]; D maps them to one logit each;
+  conv kernels start ~N(0, 0.02) and BN scales ~N(1, 0.02)."""
+  g, d = get_framework("arpl_cs").gan(channels=3)
+  z = jax.random.normal(jax.random.key(0), (2, 1, 1, 100))
+  g_vars = g.init(jax.random.key(1), z, train=False)
+  images = g.apply(g_vars, z, train=False)
+  assert images.shape == (2, 32, 32, 3)
+  assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+  d_vars = d.init(jax.random.key(2), images, train=False)
+  assert d.apply(d_vars, images, train=False).shape == (2,)
+  flat = flax.traverse_util.flatten_dict(g_vars["params"])
+  kernels = np.concatenate([np.ravel(v) for k, v in flat.items() if k[-1] == "kernel"])
+  scales = np.concatenate([np.ravel(v) for k, v in flat.items() if k[-1] == "scale"])
+  assert abs(kernels.std() - 0.02) < 0.002 and abs(scales.mean() - 1.0) < 0.005
+
+
+def test_bn_param_swap_replaces_only_batch_norm_scale_and_bias():
+  """bn_params picks exactly the BN layers' scale/bias; swapping in a changed set changes
+  those leaves and no other, and swapping the original back is the identity."""
+  run = _built()[0]
+  params, stats = run.state.params, run.state.batch_stats
+  bn = arpl_cs.bn_params(params, stats)
+  keys = flax.traverse_util.flatten_dict(bn).keys()
+  assert keys and all(k[-1] in ("scale", "bias") for k in keys)
+  assert {k[:-1] for k in keys} == {k[:-1] for k in flax.traverse_util.flatten_dict(stats)}
+  changed = arpl_cs.swap_bn_params(params, jax.tree.map(lambda x: x + 1.0, bn))
+  before, after = flax.traverse_util.flatten_dict(params), flax.traverse_util.flatten_dict(changed)
+  for k in before:
+    assert np.array_equal(before[k], after[k]) == (k not in keys), k
+  same = flax.traverse_util.flatten_dict(arpl_cs.swap_bn_params(params, bn))
+  assert all(np.array_equal(before[k], same[k]) for k in before)
+
+
+@functools.lru_cache(maxsize=None)
+def _built():
+  config = quick_config(framework="arpl_cs", score="")
+  run = build_run(config)
+  step = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
+                         config=config, steps_per_epoch=run.stream.steps_per_epoch)
+  return run, step
+
+
+def _fresh_state(run):
+  # The step donates its input state: never hand it the run's own buffers.
+  return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, run.state)
+
+
+def test_train_step_trains_the_gan_and_checkpoints_it_exactly(tmp_path):
+  """Three real shard_map steps on 4 devices: every loss (classifier, D, G, fake term) is
+  reported and finite; G, D, their optimisers, the fake BN set and its statistics all change
+  and the fake statistics differ from the real ones; an Orbax save/restore gives back every
+  array of the state, the extra state included, exactly."""
+  run, step_fn = _built()
+  assert run.mesh.size == 4
+  state = _fresh_state(run)
+  for batch in run.stream.batches(0, 3):
+    state, metrics = step_fn(state, parallel.to_global(batch, run.mesh))
+    metrics = jax.device_get(metrics)
+    assert bool(metrics["finite"]), metrics
+    for name in ("loss", "loss_d", "loss_g", "fake_loss"):
+      assert np.isfinite(metrics[name]), (name, metrics)
+  assert 0.0 < metrics["fake_loss"] <= 1.0 and metrics["loss_d"] > 0.0
+  init, trained = _flat(run.state.extra), _flat(state.extra)
+  assert init.keys() == trained.keys()
+  for part in ("g_params", "d_params", "g_opt", "d_opt", "fake_bn", "fake_bn_opt", "fake_stats",
+               "g_stats", "d_stats"):
+    keys = [k for k in init if k[0] == part]
+    assert keys and any(not np.array_equal(init[k], trained[k]) for k in keys), part
+  real_stats = flax.traverse_util.flatten_dict(state.batch_stats)
+  fake_stats = flax.traverse_util.flatten_dict(state.extra["fake_stats"])
+  assert any(not np.allclose(real_stats[k], fake_stats[k]) for k in real_stats)
+
+  ckpt = checkpointing.Checkpointer(str(tmp_path))
+  ckpt.save(3, state, run.signature, force=True)
+  ckpt.wait()
+  restored, step = ckpt.restore(run.state, run.signature)
+  ckpt.close()
+  assert step == 3
+  want, got = _flat(state), _flat(restored)
+  assert want.keys() == got.keys() and any(k[0] == "extra" for k in want)
+  for key in want:
+    np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]), err_msg=str(key))
+
+
+def test_frameworks_without_a_gan_have_an_empty_extra_state():
+  """Softmax (like every framework without auxiliary networks) starts with extra == {} and
+  the default hook trains nothing and adds no gradient."""
+  fw = get_framework("softmax")
+  assert fw.init_extra(jax.random.key(0), {}, jnp.zeros((1, 8, 8, 3)), None) == {}
+  assert fw.extra_step(None, {}, {}, None, model=None, tx=None, normalize_fn=None) == (
+      {}, None, {})
+  run = build_run(quick_config(framework="softmax"))
+  assert run.state.extra == {}
+
+
+def test_empty_extra_keeps_the_checkpoint_layout_of_older_states():
+  """A state with an empty extra serialises to the six fields checkpoints had before extra
+  existed (so those still restore) and deserialises back; a non-empty extra is kept."""
+  from backmix_jax.training.state import TrainState
+  old = dict(step=np.int32(3), params={"w": np.ones(2)}, batch_stats={}, opt_state={},
+             rng=np.zeros(2, np.uint32), bank=np.zeros((1, 2, 2)))
+  template = TrainState(**{k: np.zeros_like(v) if isinstance(v, np.ndarray) else v
+                           for k, v in old.items()})
+  assert set(flax.serialization.to_state_dict(template)) == set(old)
+  restored = flax.serialization.from_state_dict(template, old)
+  assert restored.extra == {} and int(restored.step) == 3
+  with_extra = template.replace(extra={"g": np.ones(1)})
+  assert flax.serialization.to_state_dict(with_extra)["extra"] == {"g": np.ones(1)}
