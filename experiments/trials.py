@@ -228,7 +228,8 @@ def _overlay_plots(record: dict, workdir: str) -> dict | None:
       correct = z["known_preds"] == z["known_labels"]
     roc[methods[key]["label"]] = (known, unknown)
     oscr[methods[key]["label"]] = (known, correct, unknown)
-  what = f"{record['benchmark']} {record['protocol']} trial {t}"
+  what = (f"{record['config']['framework']} on {record['benchmark']}, "
+          f"{record['protocol']} split trial {t}")
   return dict(trial=int(t), pooled=False,
               roc=plots.plot_roc_curves(roc, os.path.join(workdir, "roc_overlay.png"),
                                         title=f"ROC: {what}"),
