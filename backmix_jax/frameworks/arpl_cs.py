@@ -30,18 +30,15 @@ from flax import traverse_util
 
 from backmix_jax.frameworks.arpl import ARPL
 from backmix_jax.parallel import DATA_AXIS
+from backmix_jax.models import layers
 
 GAN_SIZE = 32
-
-
-def _normal_init(mean: float, std: float):
-  return lambda key, shape, dtype=jnp.float32: mean + std * jax.random.normal(key, shape, dtype)
 
 
 def _bn(train: bool, axis_name):
   # PyTorch BatchNorm2d defaults; DCGAN's N(1, 0.02) scale init.
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      scale_init=_normal_init(1.0, 0.02), axis_name=axis_name)
+                      scale_init=layers.normal(1.0, 0.02), axis_name=axis_name)
 
 
 class Generator32(nn.Module):
@@ -52,7 +49,7 @@ class Generator32(nn.Module):
 
   @nn.compact
   def __call__(self, z, train: bool):
-    init = _normal_init(0.0, 0.02)
+    init = layers.normal(0.0, 0.02)
     x = z
     # 1 -> 4 (kernel 4, no padding), then x2 per layer: 8, 16, 32.
     for i, mult in enumerate((8, 4, 2)):
@@ -72,7 +69,7 @@ class Discriminator32(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    init = _normal_init(0.0, 0.02)
+    init = layers.normal(0.0, 0.02)
     for i, mult in enumerate((1, 2, 4)):  # 32 -> 16 -> 8 -> 4
       x = nn.Conv(self.ndf * mult, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
                   use_bias=False, kernel_init=init)(x)

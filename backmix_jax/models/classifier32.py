@@ -20,12 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
-def _normal(mean: float, std: float):
-  """Initializer drawing N(mean, std^2) in the requested dtype."""
-  def init(key, shape, dtype=jnp.float32):
-    return mean + std * jax.random.normal(key, shape, dtype)
-  return init
+from backmix_jax.models import layers
 
 
 class Classifier32(nn.Module):
@@ -56,12 +51,11 @@ class Classifier32(nn.Module):
         # Dropout2d: one Bernoulli draw per (sample, channel), shared over H and W.
         x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train,
                        name=f"dropout{i}")(x)
-      x = nn.Conv(width, (3, 3), strides=stride, padding=((1, 1), (1, 1)), use_bias=False,
-                  kernel_init=_normal(0.0, self.conv_std), dtype=self.dtype,
-                  param_dtype=jnp.float32, name=f"conv{i + 1}")(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
-                       scale_init=_normal(1.0, 0.02), axis_name=self.bn_axis_name,
-                       dtype=self.dtype, param_dtype=jnp.float32, name=f"bn{i + 1}")(x)
+      x = layers.conv(width, 3, stride, init=layers.normal(0.0, self.conv_std),
+                      dtype=self.dtype, name=f"conv{i + 1}")(x)
+      x = layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
+                            dtype=self.dtype, name=f"bn{i + 1}",
+                            scale_init=layers.normal(1.0, 0.02))(x)
       x = jax.nn.leaky_relu(x, self.negative_slope)
     return x
 
@@ -87,11 +81,9 @@ class CnnSmall(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = x.astype(self.dtype)
     for i, (width, stride) in enumerate(zip(self.widths, self.strides)):
-      x = nn.Conv(width, (3, 3), strides=stride, padding=((1, 1), (1, 1)), use_bias=False,
-                  kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
-                  dtype=self.dtype, param_dtype=jnp.float32, name=f"conv{i + 1}")(x)
-      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
-                       axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=jnp.float32,
-                       name=f"bn{i + 1}")(x)
+      x = layers.conv(width, 3, stride, init=layers.HE_FAN_OUT, dtype=self.dtype,
+                      name=f"conv{i + 1}")(x)
+      x = layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
+                            dtype=self.dtype, name=f"bn{i + 1}")(x)
       x = jax.nn.relu(x)
     return x

@@ -21,10 +21,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-CONV_INITS = {
-    "torch_default": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
-    "he_fan_out": nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
-}
+from backmix_jax.models import layers
+
+CONV_INITS = {"torch_default": layers.TORCH_DEFAULT, "he_fan_out": layers.HE_FAN_OUT}
 
 
 class _BasicBlock(nn.Module):
@@ -38,16 +37,12 @@ class _BasicBlock(nn.Module):
   dtype: Any
 
   def _conv(self, kernel, stride, name):
-    pad = (kernel - 1) // 2
-    return nn.Conv(self.width, (kernel, kernel), strides=stride,
-                   padding=((pad, pad), (pad, pad)), use_bias=False,
-                   kernel_init=CONV_INITS[self.conv_init], dtype=self.dtype,
-                   param_dtype=jnp.float32, name=name)
+    return layers.conv(self.width, kernel, stride, init=CONV_INITS[self.conv_init],
+                       dtype=self.dtype, name=name)
 
   def _bn(self, train, name):
-    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
-                        axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=jnp.float32,
-                        name=name)
+    return layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
+                             dtype=self.dtype, name=name)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -86,12 +81,10 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = x.astype(self.dtype)
-    x = nn.Conv(self.widths[0], (3, 3), strides=self.stem_stride, padding=((1, 1), (1, 1)),
-                use_bias=False, kernel_init=CONV_INITS[self.conv_init], dtype=self.dtype,
-                param_dtype=jnp.float32, name="stem_conv")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
-                     axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=jnp.float32,
-                     name="stem_bn")(x)
+    x = layers.conv(self.widths[0], 3, self.stem_stride, init=CONV_INITS[self.conv_init],
+                    dtype=self.dtype, name="stem_conv")(x)
+    x = layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
+                          dtype=self.dtype, name="stem_bn")(x)
     x = jax.nn.leaky_relu(x, self.negative_slope)
     for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for i in range(blocks):

@@ -22,7 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-_HE_FAN_OUT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+from backmix_jax.models import layers
+
 
 
 class _Block(nn.Module):
@@ -37,15 +38,12 @@ class _Block(nn.Module):
   dtype: Any
 
   def _conv(self, width, kernel, stride, name):
-    pad = (kernel - 1) // 2
-    return nn.Conv(width, (kernel, kernel), strides=stride, padding=((pad, pad), (pad, pad)),
-                   use_bias=False, kernel_init=_HE_FAN_OUT, dtype=self.dtype,
-                   param_dtype=jnp.float32, name=name)
+    return layers.conv(width, kernel, stride, init=layers.HE_FAN_OUT, dtype=self.dtype,
+                       name=name)
 
   def _bn(self, train, name):
-    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
-                        axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=jnp.float32,
-                        name=name)
+    return layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
+                             dtype=self.dtype, name=name)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -89,8 +87,7 @@ class WideResNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     blocks_per_stage = (self.depth - 4) // 6
     x = x.astype(self.dtype)
-    x = nn.Conv(16, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=_HE_FAN_OUT,
-                dtype=self.dtype, param_dtype=jnp.float32, name="conv1")(x)
+    x = layers.conv(16, 3, 1, init=layers.HE_FAN_OUT, dtype=self.dtype, name="conv1")(x)
     for stage, (width, stride) in enumerate(zip((16, 32, 64), (1, 2, 2))):
       for i in range(blocks_per_stage):
         x = _Block(width=width * self.widen, stride=stride if i == 0 else 1,
@@ -98,7 +95,6 @@ class WideResNet(nn.Module):
                    negative_slope=self.negative_slope, bn_momentum=self.bn_momentum,
                    bn_axis_name=self.bn_axis_name, dtype=self.dtype,
                    name=f"stage{stage + 1}_block{i + 1}")(x, train)
-    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5,
-                     axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=jnp.float32,
-                     name="bn_final")(x)
+    x = layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
+                          dtype=self.dtype, name="bn_final")(x)
     return jax.nn.leaky_relu(x, self.negative_slope)

@@ -1,0 +1,38 @@
+"""The conv and batch-norm layers every backbone is built from, with PyTorch's conventions.
+
+Bias-free convolutions with symmetric padding (k-1)//2 as nn.Conv2d(padding=k//2), float32
+parameters whatever the compute dtype, and BatchNorm with eps 1e-5 whose statistics are
+averaged over `axis_name` (SyncBN inside shard_map).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+HE_FAN_OUT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# torch.nn.Conv2d's default: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
+TORCH_DEFAULT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def normal(mean: float, std: float):
+  """Initializer drawing N(mean, std^2) in the requested dtype."""
+  def init(key, shape, dtype=jnp.float32):
+    return mean + std * jax.random.normal(key, shape, dtype)
+  return init
+
+
+def conv(width: int, kernel: int, stride: int, *, init, dtype: Any, name: str) -> nn.Conv:
+  pad = (kernel - 1) // 2
+  return nn.Conv(width, (kernel, kernel), strides=stride, padding=((pad, pad), (pad, pad)),
+                 use_bias=False, kernel_init=init, dtype=dtype, param_dtype=jnp.float32,
+                 name=name)
+
+
+def batch_norm(train: bool, *, momentum: float, axis_name: str | None, dtype: Any, name: str,
+               scale_init=nn.initializers.ones) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
+                      scale_init=scale_init, axis_name=axis_name, dtype=dtype,
+                      param_dtype=jnp.float32, name=name)
