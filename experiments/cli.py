@@ -1,6 +1,7 @@
 """Shared command-line plumbing: --config/--workdir flags, quiet TensorFlow, one-line errors."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -43,7 +44,7 @@ def maybe_initialize_distributed():
     jax.distributed.initialize()
 
 
-def _parse_flags(argv):
+def _parse_flags(argv, *, require_workdir: bool = True):
   """Unknown fields and bad override values end in one line, not a traceback."""
   try:
     rest = flags.FLAGS(argv)
@@ -59,20 +60,16 @@ def _parse_flags(argv):
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
   missing = [f"--{name}" for name, flag in (("config", CONFIG), ("workdir", WORKDIR))
-             if flag.value is None and (name == "config" or _REQUIRE_WORKDIR[0])]
+             if flag.value is None and (name == "config" or require_workdir)]
   if missing:
     print(f"error: {' and '.join(missing)} required", file=sys.stderr)
     sys.exit(2)
   return rest
 
 
-_REQUIRE_WORKDIR = [True]
-
-
 def run_main(main, *, require_workdir: bool = True):
   """absl app.run with bad flags and user errors (bad config, data, checkpoint) in one line."""
   from absl import app
-  _REQUIRE_WORKDIR[0] = require_workdir
 
   def wrapped(argv):
     from backmix_jax.training.train import Preempted
@@ -86,4 +83,4 @@ def run_main(main, *, require_workdir: bool = True):
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
 
-  app.run(wrapped, flags_parser=_parse_flags)
+  app.run(wrapped, flags_parser=functools.partial(_parse_flags, require_workdir=require_workdir))
