@@ -43,3 +43,16 @@ def run_steps(config, num_steps: int):
 
 def flat_params(state) -> np.ndarray:
   return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(state.params)])
+
+
+def checkpoint_round_trip(run, state, directory, step: int):
+  """Save `state` at `step` with the project's Checkpointer, restore it into run.state's
+  structure; returns (restored state, restored step)."""
+  from backmix_jax.training import checkpointing
+  ckpt = checkpointing.Checkpointer(str(directory))
+  ckpt.save(step, state, run.signature, force=True)
+  ckpt.wait()
+  try:
+    return ckpt.restore(run.state, run.signature)
+  finally:
+    ckpt.close()

@@ -10,10 +10,9 @@ import numpy as np
 
 from backmix_jax import parallel
 from backmix_jax.frameworks import arpl_cs, get_framework
-from backmix_jax.training import checkpointing
 from backmix_jax.training.setup import build_run
 from backmix_jax.training.step import make_train_step
-from tests.helpers import quick_config
+from tests.helpers import checkpoint_round_trip, quick_config
 
 
 def _flat(tree):
@@ -115,11 +114,7 @@ def test_train_step_trains_the_gan_and_checkpoints_it_exactly(tmp_path):
   fake_stats = flax.traverse_util.flatten_dict(state.extra["fake_stats"])
   assert any(not np.allclose(real_stats[k], fake_stats[k]) for k in real_stats)
 
-  ckpt = checkpointing.Checkpointer(str(tmp_path))
-  ckpt.save(3, state, run.signature, force=True)
-  ckpt.wait()
-  restored, step = ckpt.restore(run.state, run.signature)
-  ckpt.close()
+  restored, step = checkpoint_round_trip(run, state, tmp_path, 3)
   assert step == 3
   want, got = _flat(state), _flat(restored)
   assert want.keys() == got.keys() and any(k[0] == "extra" for k in want)

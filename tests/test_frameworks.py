@@ -14,10 +14,10 @@ from backmix_jax.data import augment
 from backmix_jax.frameworks import FRAMEWORKS, get_framework
 from backmix_jax.frameworks import arpl, cssr, medaf
 from backmix_jax.evaluation.predict import evaluate_open_set, fit_score_states
-from backmix_jax.training import checkpointing
 from backmix_jax.training.setup import build_run
 from backmix_jax.training.step import make_train_step
 from configs import digits
+from tests.helpers import checkpoint_round_trip
 
 NEW_FRAMEWORKS = ("arpl", "cssr", "pcssr", "rcssr", "medaf")
 
@@ -436,11 +436,7 @@ def test_checkpoint_round_trip_restores_the_trained_state(name, tmp_path):
   ARPL's points and radius, MEDAF's head batch statistics) exactly."""
   run, step_fn = _built(name)
   state, _ = _train(run, step_fn, _fresh_state(run), run.stream.batches(0, 2))
-  ckpt = checkpointing.Checkpointer(str(tmp_path))
-  ckpt.save(2, state, run.signature, force=True)
-  ckpt.wait()
-  restored, step = ckpt.restore(run.state, run.signature)
-  ckpt.close()
+  restored, step = checkpoint_round_trip(run, state, tmp_path, 2)
   assert step == 2
   want, got, init = _flat(state), _flat(restored), _flat(run.state)
   assert want.keys() == got.keys()
