@@ -3,7 +3,8 @@
 python -m experiments.train --config configs/cifar10.py --workdir runs/cifar10_t0 \
     [--config.trial=0..4] [--config.protocol=arpl|vaze|neal|cssr|dias]
 Offline copy (this machine): --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz
-CSSR training recipe instead of ARPL's: --config=configs/cifar10.py:cssr (see default.apply_recipe).
+Other code bases' recipes (configs/default.py RECIPES): --config=configs/cifar10.py:cssr
+    (or :arpl_cs, :medaf).
 """
 from configs import default
 

@@ -5,7 +5,8 @@ python -m experiments.train --config configs/cifar_plus10.py --workdir runs/cifa
 The unknowns come from tfds cifar100 (the split's unknown_source); another source for them:
 --config.data.unknown_source=<spec>. Offline known classes (this machine):
 --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz (no CIFAR-100 copy here).
-CSSR training recipe instead of ARPL's: --config=configs/cifar_plus10.py:cssr.
+Other code bases' recipes (configs/default.py RECIPES): --config=configs/cifar_plus10.py:cssr
+    (or :arpl_cs, :medaf).
 """
 from configs import default
 

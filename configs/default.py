@@ -74,28 +74,42 @@ def get_base_config() -> ml_collections.ConfigDict:
 
 # Training recipes of the base code bases (SPEC section 3). Each sets every field that
 # differs between them, so a benchmark config can switch wholesale; the split protocol is
-# separate (--config.protocol). 'model' here is the 32 px backbone; see apply_recipe.
+# separate (--config.protocol). 'model' here is the 32 px backbone; see apply_recipe. A
+# recipe naming a framework is that code base's own method (the others keep config.framework).
+_ARPL_SGD = dict(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
+                 schedule="multistep", milestones=(30, 60, 90, 120), decay=0.1, warmup_epochs=0)
 RECIPES = {
     # ARPL (iCGY96/ARPL osr.py): classifier32, inputs in [0,1], SGD, x0.1 every 30 epochs.
     "arpl": dict(model="classifier32", normalize="unit", batch_size=64, num_epochs=100,
-                 optimizer=dict(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False,
-                                weight_decay=1e-4, schedule="multistep",
-                                milestones=(30, 60, 90, 120), decay=0.1, warmup_epochs=0)),
+                 optimizer=_ARPL_SGD),
+    # ARPL+CS: the same script with --cs: ARPL's recipe for the classifier; the DCGAN's own
+    # Adam(2e-4, b1 0.5) lives in frameworks/arpl_cs.py.
+    "arpl_cs": dict(model="classifier32", normalize="unit", batch_size=64, num_epochs=100,
+                    optimizer=_ARPL_SGD, framework="arpl_cs"),
     # CSSR (xyzedd/CSSR): WRN-40-4 (ResNet-18 at 64 px), (x-0.5)/0.25, SGD 0.4 without momentum.
     "cssr": dict(model="wrn40_4", normalize="cssr", batch_size=128, num_epochs=200,
                  optimizer=dict(name="sgd", learning_rate=0.4, momentum=0.0, nesterov=False,
                                 weight_decay=5e-4, schedule="multistep", milestones=(120, 190),
                                 decay=0.1, warmup_epochs=0)),
+    # MEDAF (Vanixxz/MEDAF osr_main.py, misc/osr.yml): ResNet-18 at every size, (x-0.5)/0.25,
+    # SGD 0.1 momentum 0.9 wd 1e-5, x0.1 at epoch 130 of 150, batch 128. Not reproduced: its
+    # RandAugment(2, 10), random contrast scaling and reflect (not zero) crop padding.
+    "medaf": dict(model="resnet18", normalize="cssr", batch_size=128, num_epochs=150,
+                  optimizer=dict(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=False,
+                                 weight_decay=1e-5, schedule="multistep", milestones=(130,),
+                                 decay=0.1, warmup_epochs=0),
+                  framework="medaf"),
 }
 
 
 def apply_recipe(config: ml_collections.ConfigDict, recipe: str) -> ml_collections.ConfigDict:
-  """Set model, normalisation, batch size, epochs and optimiser to `recipe` ('arpl' | 'cssr').
+  """Set model, normalisation, batch size, epochs and optimiser to `recipe` (see RECIPES).
 
   Benchmark configs call it from get_config(recipe), so the command line picks one with
   `--config=configs/cifar10.py:cssr`; single fields stay overridable after it
-  (`--config.optimizer.learning_rate=...`). Call after data.image_size is set: CSSR trains
-  ResNet-18 on 64 px images. Returns `config` (changed in place).
+  (`--config.optimizer.learning_rate=...`). 'arpl_cs' and 'medaf' also set the framework.
+  Call after data.image_size is set: CSSR trains ResNet-18 on 64 px images. Returns `config`
+  (changed in place).
   """
   if recipe not in RECIPES:
     raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
@@ -107,4 +121,6 @@ def apply_recipe(config: ml_collections.ConfigDict, recipe: str) -> ml_collectio
   config.batch_size = r["batch_size"]
   config.num_epochs = r["num_epochs"]
   config.optimizer.update(r["optimizer"])
+  if "framework" in r:
+    config.framework = r["framework"]
   return config

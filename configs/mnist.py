@@ -3,7 +3,8 @@
 python -m experiments.train --config configs/mnist.py --workdir runs/mnist_t0 \
     [--config.trial=0..4] [--config.protocol=arpl|vaze|neal|dias]
 Offline copy (this machine): --config.data.source=npz:../shared/data/mnist.npz
-CSSR training recipe instead of ARPL's: --config=configs/mnist.py:cssr (see default.apply_recipe).
+Other code bases' recipes (configs/default.py RECIPES): --config=configs/mnist.py:cssr
+    (or :arpl_cs, :medaf).
 """
 from configs import default
 

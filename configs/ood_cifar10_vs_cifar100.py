@@ -3,7 +3,8 @@
 python -m experiments.train --config configs/ood_cifar10_vs_cifar100.py --workdir runs/ood_c100
 There is no class split: trials differ only by --config.seed. Offline known classes (this
 machine): --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz (no CIFAR-100 here).
-CSSR training recipe instead of ARPL's: --config=configs/ood_cifar10_vs_cifar100.py:cssr.
+Other code bases' recipes (configs/default.py RECIPES):
+    --config=configs/ood_cifar10_vs_cifar100.py:cssr (or :arpl_cs, :medaf).
 """
 from configs import default
 

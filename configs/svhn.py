@@ -3,7 +3,8 @@
 python -m experiments.train --config configs/svhn.py --workdir runs/svhn_t0 \
     [--config.trial=0..4] [--config.protocol=arpl|vaze|neal|cssr|dias]
 tfds svhn_cropped stores digit 0 as label 0, the ids the split lists use. No offline copy here.
-CSSR training recipe instead of ARPL's: --config=configs/svhn.py:cssr (see default.apply_recipe).
+Other code bases' recipes (configs/default.py RECIPES): --config=configs/svhn.py:cssr
+    (or :arpl_cs, :medaf).
 """
 from configs import default
 

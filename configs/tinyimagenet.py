@@ -5,7 +5,8 @@ folder (train/<wnid>/, val/ with val_annotations.txt; class id = index of the so
 python -m experiments.train --config configs/tinyimagenet.py --workdir runs/tin_t0 \
     --config.data.source=folder:/path/to/tiny-imagenet-200 \
     [--config.trial=0..4] [--config.protocol=arpl|vaze|cssr|dias]
-CSSR training recipe instead of ARPL's: --config=configs/tinyimagenet.py:cssr (ResNet-18, SGD).
+Other code bases' recipes (configs/default.py RECIPES): --config=configs/tinyimagenet.py:cssr
+    (or :arpl_cs, :medaf).
 """
 from configs import default
 
@@ -18,7 +19,7 @@ def get_config(recipe: str = "arpl"):
   c.data.flip = True
   c.data.crop_padding = 4  # ARPL pads 4 px at 64 px too
   default.apply_recipe(c, recipe)
-  if recipe == "arpl":
+  if recipe in ("arpl", "arpl_cs"):
     # ARPL's osr.py trains TinyImageNet with Adam at lr 0.001 and no weight decay (the same
     # classifier32 and x0.1 steps at epochs 30/60/90/120).
     c.optimizer.name = "adam"

@@ -146,3 +146,38 @@ def test_empty_extra_keeps_the_checkpoint_layout_of_older_states():
   assert restored.extra == {} and int(restored.step) == 3
   with_extra = template.replace(extra={"g": np.ones(1)})
   assert flax.serialization.to_state_dict(with_extra)["extra"] == {"g": np.ones(1)}
+
+
+def test_fake_term_gradient_reaches_the_shared_classifier_weights_only():
+  """Step (3)'s beta * F trains the classifier. One SGD step (no momentum, no weight decay)
+  from the same state and batch with beta = 0.1 and with beta = 0: the discriminator (updated
+  before any beta enters) ends identical; the convolutions and the reciprocal points end
+  different (the fake term's gradient reached them); the real batch-norm scale/bias and the
+  real running statistics end identical (fakes go through their own BN set)."""
+  config = quick_config(framework="arpl_cs", score="", **{
+      "optimizer.name": "sgd", "optimizer.momentum": 0.0, "optimizer.weight_decay": 0.0,
+      "optimizer.learning_rate": 0.1, "optimizer.schedule": "constant"})
+  run = build_run(config)
+  batch = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
+  ends = {}
+  for beta in (0.1, 0.0):
+    fw = get_framework("arpl_cs")
+    fw.beta = beta
+    step = make_train_step(run.mesh, model=run.train_model, framework=fw, tx=run.tx,
+                           config=config, steps_per_epoch=run.stream.steps_per_epoch)
+    state, metrics = step(_fresh_state(run), batch)
+    assert bool(jax.device_get(metrics["finite"]))
+    ends[beta] = _flat(state)
+  with_f, without = ends[0.1], ends[0.0]
+  bn = set(flax.traverse_util.flatten_dict(
+      arpl_cs.bn_params(run.state.params, run.state.batch_stats)))
+  differs = lambda k: not np.array_equal(with_f[k], without[k])
+  for key in with_f:
+    if key[0] == "params":
+      if key[1:] in bn:
+        assert not differs(key), key
+      elif key[-1] in ("kernel", "points"):
+        assert differs(key), key
+    elif key[0] in ("batch_stats",) or key[:2] == ("extra", "d_params"):
+      assert not differs(key), key
+  assert any(differs(k) for k in with_f if k[:2] == ("extra", "g_params"))

@@ -23,7 +23,7 @@ def load(name: str, *args):
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
-@pytest.mark.parametrize("recipe", ["arpl", "cssr"])
+@pytest.mark.parametrize("recipe", sorted(default.RECIPES))
 def test_config_loads_names_its_benchmark_and_passes_the_config_check(name, recipe):
   """Every field of the base config is kept; the only check that may fail is a local data
   path that this machine lacks (TinyImageNet's folder)."""
@@ -91,8 +91,37 @@ def test_dataset_specific_fields():
     assert load(name).model == load(name, "cssr").model == "resnet34"
 
 
+@pytest.mark.parametrize("name", ["mnist", "svhn", "cifar10", "tinyimagenet"])
+def test_arpl_cs_recipe_is_arpl_with_confusing_samples(name):
+  """ARPL+CS = ARPL's script with --cs: every field as the ARPL recipe but the framework."""
+  arpl, cs = load(name).to_dict(), load(name, "arpl_cs").to_dict()
+  assert (arpl.pop("framework"), cs.pop("framework")) == ("softmax", "arpl_cs")
+  assert arpl == cs
+
+
+@pytest.mark.parametrize("name", ["cifar10", "svhn", "tinyimagenet"])
+def test_medaf_recipe_fields(name):
+  """Vanixxz/MEDAF: ResNet-18 at 32 and 64 px, SGD 0.1 momentum 0.9 wd 1e-5, x0.1 at epoch
+  130, 150 epochs, batch 128, (x-0.5)/0.25, framework medaf."""
+  c = load(name, "medaf")
+  assert (c.framework, c.model, c.batch_size, c.num_epochs, c.data.normalize) == (
+      "medaf", "resnet18", 128, 150, "cssr")
+  o = c.optimizer
+  assert (o.name, o.learning_rate, o.momentum, o.weight_decay) == ("sgd", 0.1, 0.9, 1e-5)
+  assert (o.schedule, tuple(o.milestones), o.decay) == ("multistep", (130,), 0.1)
+
+
+def test_recipes_without_a_framework_keep_the_configs_framework():
+  """'arpl' and 'cssr' train whatever framework the config names (BackMix plugs into any)."""
+  c = default.get_base_config()
+  c.framework = "rcssr"
+  assert default.apply_recipe(c, "cssr").framework == "rcssr"
+  assert default.apply_recipe(c, "arpl").framework == "rcssr"
+
+
 def test_unknown_recipe_is_refused():
-  with pytest.raises(ValueError, match="unknown recipe 'pytorch'; known: arpl, cssr"):
+  with pytest.raises(ValueError,
+                     match="unknown recipe 'pytorch'; known: arpl, arpl_cs, cssr, medaf"):
     load("cifar10", "pytorch")
 
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from backmix_jax import parallel
 from backmix_jax.data import augment
@@ -48,6 +49,8 @@ def test_registry_names_and_scores():
     assert fw.default_score in fw.scores
     assert fw.check_score("") == fw.default_score
   assert get_framework("pcssr").default_score == "cssr"
+  # logsumexp of log-probabilities is identically 0: no energy score where logits = log p.
+  assert "energy" not in get_framework("pcssr").scores + get_framework("rcssr").scores
   assert get_framework("medaf").default_score == "medaf"
   assert get_framework("arpl").default_score == "mls"
   with pytest.raises(ValueError, match="choose from"):
@@ -446,24 +449,64 @@ def test_checkpoint_round_trip_restores_the_trained_state(name, tmp_path):
   assert any(not np.array_equal(want[k], init[k]) for k in head_keys)  # it did train
 
 
-# PCSSR learns digits slowly (its logit maps are 0.1 x reconstruction errors); RCSSR, slower
-# still (~250 steps), is left to the repeated-batch test above to keep this file fast.
-@pytest.mark.parametrize("name,score,num_steps", [
-    ("arpl", "", 60), ("medaf", "", 60), ("cssr", "", 60), ("pcssr", "msp", 100)])
-def test_trained_model_scores_known_above_unknown(name, score, num_steps):
-  """After a short plain training the evaluator's score (the default; for PCSSR the
-  MSP of CSSR's mean-softmax probabilities: its standardised score stays near chance on
-  digits this early) is higher on average for the known test digits than the unknown."""
+@functools.lru_cache(maxsize=None)
+def _trained(name, num_steps):
+  """`num_steps` plain steps (clean images: before the BackMix warm-up) from the initial
+  state, shared by the score tests: (run, state, losses)."""
   run, step_fn = _built(name)
   state, losses = _train(run, step_fn, _fresh_state(run), run.stream.batches(0, num_steps))
-  assert np.mean(losses[-10:]) < np.mean(losses[:10])
+  return run, state, losses
+
+
+def _evaluate(run, state, score):
   cfg = run.config
-  metrics, out = evaluate_open_set(run.eval_model, run.framework, run.variables(state), run.data,
-                                   score=score, batch_size=cfg.eval_batch_size,
-                                   normalization=cfg.data.normalize, mesh=run.mesh)
+  return evaluate_open_set(run.eval_model, run.framework, run.variables(state), run.data,
+                           score=score, batch_size=cfg.eval_batch_size,
+                           normalization=cfg.data.normalize, mesh=run.mesh)
+
+
+# PCSSR and RCSSR learn digits slowly (their logit maps are 0.1 x reconstruction errors):
+# they train longer, and their MSP is checked here; their own score's direction is checked
+# term by term below.
+@pytest.mark.parametrize("name,score,num_steps", [
+    ("arpl", "", 60), ("medaf", "", 60), ("cssr", "", 60), ("pcssr", "msp", 250),
+    ("rcssr", "msp", 250)])
+def test_trained_model_scores_known_above_unknown(name, score, num_steps):
+  """After a short plain training the evaluator's score (the default, or MSP for PCSSR and
+  RCSSR) is higher on average for the known test digits than the unknown."""
+  run, state, losses = _trained(name, num_steps)
+  assert np.mean(losses[-10:]) < np.mean(losses[:10])
+  metrics, out = _evaluate(run, state, score)
   assert metrics["score"] == (score or run.framework.default_score)
   assert out["known_scores"].mean() > out["unknown_scores"].mean(), metrics
   assert metrics["auroc"] > 0.5, metrics
+
+
+@pytest.mark.parametrize("name", ["pcssr", "rcssr"])
+def test_cssr_reconstruction_term_ranks_known_above_unknown_after_training(name):
+  """The first term of CSSR's score (the predicted class's logit map: -0.1 x error for
+  PCSSR, +0.1 x error for the reciprocal RCSSR), standardised with the fitted training
+  statistics, ranks known test digits above unknown ones after 250 steps (measured AUROC
+  about 0.70 for both). The prototype and Gram terms measure feature magnitude; on digits
+  this early they rank unknowns higher (AUROC 0.36-0.47), so the summed score is not
+  asserted: its sign conventions are checked on constructed features below."""
+  run, state, _ = _trained(name, 250)
+  cfg = run.config
+  variables = run.variables(state)
+  fitted = fit_score_states(run.eval_model, run.framework, variables, run.data.train,
+                            ("cssr",), batch_size=cfg.eval_batch_size,
+                            normalization=cfg.data.normalize, mesh=run.mesh)["cssr"]
+  forward = jax.jit(lambda v, x: run.eval_model.apply(
+      v, augment.normalize(x, cfg.data.normalize), train=False))
+
+  def term0(split):
+    raw = cssr.cssr_raw_scores(forward(variables, split.images), run.framework.variant,
+                               fitted["proto"], fitted["gram"])
+    return (np.asarray(raw[:, 0]) - float(fitted["mean"][0])) / float(fitted["std"][0])
+
+  known, unknown = term0(run.data.test_known), term0(run.data.test_unknown)
+  auroc = roc_auc_score(np.r_[np.ones(len(known)), np.zeros(len(unknown))], np.r_[known, unknown])
+  assert auroc > 0.6, auroc
 
 
 def test_cssr_score_ranks_training_like_features_above_unlike_ones():

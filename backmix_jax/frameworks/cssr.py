@@ -152,7 +152,9 @@ class CSSR(Framework):
     if variant == "linear":
       self.default_score, self.scores = "msp", ("msp", "mls", "energy")
     else:
-      self.default_score, self.scores = "cssr", ("cssr", "msp", "mls", "energy")
+      # No 'energy': these logits are log-probabilities, whose logsumexp is 0 for every
+      # input. ('mls' = log of 'msp': same ranking, kept for comparison tables.)
+      self.default_score, self.scores = "cssr", ("cssr", "msp", "mls")
 
   def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
     return CSSRHead(num_classes, variant=self.variant, gamma=self.gamma, dtype=dtype)
