@@ -20,10 +20,12 @@ from tests.helpers import checkpoint_round_trip
 
 # (framework, backbone) as the recipes pair them: softmax with the CSSR recipe's WRN-40-4 and
 # the OOD benchmark's ResNet-34; CSSR linear and PCSSR with WRN-40-4 (CIFAR/SVHN), RCSSR with
-# ResNet-18 (TinyImageNet); MEDAF with ResNet-18. classifier32 (ARPL, ARPL+CS) and cnn_small
-# are covered by test_frameworks.py and test_arpl_cs.py.
+# ResNet-18 (TinyImageNet); MEDAF with ResNet-18; ARPL+CS with classifier32 (its GAN works
+# at 32 px: here it resizes). ARPL on classifier32 and every framework on cnn_small are in
+# test_frameworks.py.
 PAIRS = [("softmax", "wrn40_4"), ("softmax", "resnet34"), ("cssr", "wrn40_4"),
-         ("pcssr", "wrn40_4"), ("rcssr", "resnet18"), ("medaf", "resnet18")]
+         ("pcssr", "wrn40_4"), ("rcssr", "resnet18"), ("medaf", "resnet18"),
+         ("arpl_cs", "classifier32")]
 NUM_STEPS = 8
 
 
@@ -74,7 +76,7 @@ def test_mixed_steps_stay_finite_and_lower_the_loss(framework, model):
 @pytest.mark.parametrize("framework,model", PAIRS)
 def test_checkpoint_round_trip_is_exact(framework, model, tmp_path):
   """Orbax save/restore of the trained state gives back every array (backbone, head, batch
-  statistics, optimiser state) exactly, and the head did train."""
+  statistics, optimiser state, ARPL+CS's GAN) exactly, and the head did train."""
   run, _ = _built(framework, model)
   state, _ = _trained(framework, model)
   restored, step = checkpoint_round_trip(run, state, tmp_path, NUM_STEPS)

@@ -16,6 +16,13 @@ of the network (convs, reciprocal points) is shared. G's images are in [0,1], li
 inputs: D sees real images in [0,1]; the classifier sees fakes normalised like real ones.
 Inputs that are not 32 px are resized to and from the GAN's 32 px (ARPL's 32 px benchmarks
 need none).
+
+Choices where ARPL has no counterpart or we differ: D's real images are the batch as loaded,
+before BackMix and the on-device flip/crop (ARPL's D sees its loader's augmented batch; with
+BackMix the classifier's images are mixed, and D should learn what real images look like);
+G and D compute in float32 whatever `config.dtype` is (they are small, and DCGAN training
+is sensitive to precision). The GAN architecture follows DCGAN conventions (ARPL's
+models/gan.py was not available to read): see the layer comments.
 """
 from __future__ import annotations
 
