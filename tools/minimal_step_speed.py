@@ -1,0 +1,111 @@
+"""Is the project's train step slower than a bare one? classifier32, batch 128, float32, CPU.
+
+python tools/minimal_step_speed.py [--batch 128] [--steps 4] [--repeats 3]
+
+Times, in alternating blocks, (a) a minimal `jax.jit` SGD step written directly against
+the classifier32 backbone (train-mode batch norm, channel dropout, GAP, a bias-free dense
+layer, cross-entropy, SGD with momentum) and (b) the project's plain step
+(`training.step.make_train_step`, BackMix off: shard_map, pmean, metrics, finiteness check)
+on the same synthetic batch, and prints the median images/s of each. Used for
+docs/benchmarks.md's CPU note; it measures, it asserts nothing.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from backmix_jax import parallel  # noqa: E402
+from backmix_jax.models import get_backbone  # noqa: E402
+from backmix_jax.training.setup import build_run  # noqa: E402
+from backmix_jax.training.step import make_train_step  # noqa: E402
+from configs import digits  # noqa: E402
+from experiments.benchmark import synthetic_open_set  # noqa: E402
+
+
+class _Net(nn.Module):
+  @nn.compact
+  def __call__(self, x, train):
+    f = get_backbone("classifier32")(x, train=train)
+    return nn.Dense(6, use_bias=False)(f.mean((1, 2)))
+
+
+def minimal_block(batch: int):
+  """A block runner for the bare step: n -> None (blocks until the n-th step is done)."""
+  net = _Net()
+  x = jnp.asarray(np.random.default_rng(0).random((batch, 32, 32, 3)), jnp.float32)
+  y = jnp.asarray(np.random.default_rng(1).integers(0, 6, batch))
+  v = net.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x, train=False)
+  tx = optax.sgd(0.1, momentum=0.9)
+
+  @jax.jit
+  def step(params, stats, opt, key):
+    def loss_fn(p):
+      logits, upd = net.apply({"params": p, "batch_stats": stats}, x, train=True,
+                              mutable=["batch_stats"], rngs={"dropout": key})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), upd["batch_stats"]
+    (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt = tx.update(g, opt, params)
+    return optax.apply_updates(params, updates), stats, opt, loss
+
+  carry = [v["params"], v["batch_stats"], tx.init(v["params"])]
+
+  def block(n):
+    for i in range(n):
+      params, stats, opt, loss = step(*carry, jax.random.key(i))
+      carry[:] = [params, stats, opt]
+    jax.block_until_ready(loss)
+  return block
+
+
+def project_block(batch: int):
+  """The same for the project's plain train step on a synthetic 6-class batch."""
+  c = digits.get_config()
+  c.model, c.batch_size, c.backmix.enabled, c.data.backend = "classifier32", batch, False, "numpy"
+  run = build_run(c, data=synthetic_open_set(32, 3, 6, 8 * batch))
+  step = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
+                         config=c, steps_per_epoch=run.stream.steps_per_epoch)
+  data = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
+  # The step donates its input state: start from a copy of the run's.
+  carry = [jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, run.state)]
+
+  def block(n):
+    for _ in range(n):
+      carry[0], metrics = step(carry[0], data)
+    jax.block_until_ready(metrics)
+  return block
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=4)
+  parser.add_argument("--repeats", type=int, default=3)
+  args = parser.parse_args()
+  print(f"devices {jax.devices()} | classifier32 batch {args.batch} float32")
+  blocks = {"minimal jit step": minimal_block(args.batch),
+            "project plain step": project_block(args.batch)}
+  for name, block in blocks.items():
+    print(f"compiling and warming up: {name}")
+    block(2)
+  rates = {name: [] for name in blocks}
+  for r in range(args.repeats):  # alternate, so drifting load hits both alike
+    for name, block in blocks.items():
+      start = time.perf_counter()
+      block(args.steps)
+      rates[name].append(args.batch * args.steps / (time.perf_counter() - start))
+  for name, values in rates.items():
+    print(f"{name:20s} median {statistics.median(values):8.1f} img/s  "
+          f"(repeats: {', '.join(f'{v:.1f}' for v in values)})")
+
+
+if __name__ == "__main__":
+  main()
