@@ -467,10 +467,11 @@ def _evaluate(run, state, score):
 
 # PCSSR and RCSSR learn digits slowly (their logit maps are 0.1 x reconstruction errors):
 # they train longer, and their MSP is checked here; their own score's direction is checked
-# term by term below.
+# term by term below. ARPL+CS scores exactly as ARPL (same head and score function); its 60
+# steps with the GAN would take over a minute of CPU, so it is left out.
 @pytest.mark.parametrize("name,score,num_steps", [
-    ("arpl", "", 60), ("medaf", "", 60), ("cssr", "", 60), ("pcssr", "msp", 250),
-    ("rcssr", "msp", 250)])
+    ("softmax", "", 60), ("arpl", "", 60), ("medaf", "", 60), ("cssr", "", 60),
+    ("pcssr", "msp", 250), ("rcssr", "msp", 250)])
 def test_trained_model_scores_known_above_unknown(name, score, num_steps):
   """After a short plain training the evaluator's score (the default, or MSP for PCSSR and
   RCSSR) is higher on average for the known test digits than the unknown."""
