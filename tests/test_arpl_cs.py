@@ -43,7 +43,8 @@ def test_fake_loss_matches_numpy_and_is_largest_for_equidistant_features():
 
 def test_dcgan_shapes_output_range_and_init():
   """G maps z [B,1,1,100] to [B,32,32,C] images in [0,1]; D maps them to one logit each;
-  conv kernels start ~N(0, 0.02) and BN scales ~N(1, 0.02)."""
+  both have ARPL's parameter counts; conv kernels start ~N(0, 0.02) and BN scales
+  ~N(1, 0.02)."""
   g, d = get_framework("arpl_cs").gan(channels=3)
   z = jax.random.normal(jax.random.key(0), (2, 1, 1, 100))
   g_vars = g.init(jax.random.key(1), z, train=False)
@@ -52,6 +53,14 @@ def test_dcgan_shapes_output_range_and_init():
   assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
   d_vars = d.init(jax.random.key(2), images, train=False)
   assert d.apply(d_vars, images, train=False).shape == (2,)
+  # ARPL's _netG32 / _netD32 (nz 100, ngf = ndf = 64, nc 3), counted from its layer list:
+  # G: convT 100->512, 512->256, 256->128, 128->3 (4x4, no bias) + 3 BNs (scale, bias);
+  # D: conv 3->128, 128->256, 256->512, 512->1024 (4x4, no bias) + 2 BNs + linear 1024->1.
+  count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+  assert count(g_vars["params"]) == 16 * (100 * 512 + 512 * 256 + 256 * 128 + 128 * 3) + 2 * (
+      512 + 256 + 128) == 3_448_576
+  assert count(d_vars["params"]) == 16 * (3 * 128 + 128 * 256 + 256 * 512 + 512 * 1024) + 2 * (
+      256 + 512) + 1024 + 1 == 11_018_753
   flat = flax.traverse_util.flatten_dict(g_vars["params"])
   kernels = np.concatenate([np.ravel(v) for k, v in flat.items() if k[-1] == "kernel"])
   scales = np.concatenate([np.ravel(v) for k, v in flat.items() if k[-1] == "scale"])

@@ -15,14 +15,15 @@ state, its batch statistics) and swapped into the backbone for the fake forwards
 of the network (convs, reciprocal points) is shared. G's images are in [0,1], like ARPL's
 inputs: D sees real images in [0,1]; the classifier sees fakes normalised like real ones.
 Inputs that are not 32 px are resized to and from the GAN's 32 px (ARPL's 32 px benchmarks
-need none).
+need none; for TinyImageNet ARPL uses 64 px variants of G and D, not built here).
 
 Choices where ARPL has no counterpart or we differ: D's real images are the batch as loaded,
 before BackMix and the on-device flip/crop (ARPL's D sees its loader's augmented batch; with
 BackMix the classifier's images are mixed, and D should learn what real images look like);
 G and D compute in float32 whatever `config.dtype` is (they are small, and DCGAN training
-is sensitive to precision). The GAN architecture follows DCGAN conventions (ARPL's
-models/gan.py was not available to read): see the layer comments.
+is sensitive to precision). G and D are ARPL's `_netG32` / `_netD32` (models/gan.py, read
+from a fork, DavidZha1994/ARPL-MRI, as iCGY96/ARPL's own copy was not available), with
+D's final sigmoid folded into the loss.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 import optax
 from flax import traverse_util
@@ -70,21 +72,31 @@ class Generator32(nn.Module):
 
 
 class Discriminator32(nn.Module):
-  """DCGAN discriminator: images [B,32,32,C] in [0,1] -> real/fake logits [B] (float32)."""
+  """ARPL's DCGAN discriminator: images [B,32,32,C] in [0,1] -> real/fake logits [B] (float32).
+
+  Conv widths 2, 4, 8 x ndf (32 -> 16 -> 8 -> 4 px, batch norm from the second), a 4x4 conv
+  to 16 x ndf channels and a sigmoid, then a linear layer to one logit.
+  """
   ndf: int = 64
   bn_axis_name: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool):
     init = layers.normal(0.0, 0.02)
-    for i, mult in enumerate((1, 2, 4)):  # 32 -> 16 -> 8 -> 4
+    for i, mult in enumerate((2, 4, 8)):  # 32 -> 16 -> 8 -> 4
       x = nn.Conv(self.ndf * mult, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
                   use_bias=False, kernel_init=init)(x)
       if i:  # DCGAN: no batch norm on the first layer
         x = _bn(train, self.bn_axis_name)(x)
       x = nn.leaky_relu(x, 0.2)
-    x = nn.Conv(1, (4, 4), padding="VALID", use_bias=False, kernel_init=init)(x)  # 4 -> 1
-    # Logits: BCE on logits equals ARPL's sigmoid + BCELoss, without its overflow.
+    x = nn.Conv(self.ndf * 16, (4, 4), padding="VALID", use_bias=False, kernel_init=init)(x)
+    x = nn.sigmoid(x).reshape(x.shape[0], -1)  # 4 -> 1 px: ARPL's average pool is a no-op
+    # nn.Linear keeps PyTorch's default init (ARPL's weights_init touches convs and BN only).
+    bound = 1.0 / np.sqrt(x.shape[-1])
+    x = nn.Dense(1, kernel_init=layers.TORCH_DEFAULT,
+                 bias_init=lambda k, shape, dtype=jnp.float32: jax.random.uniform(
+                     k, shape, dtype, -bound, bound))(x)
+    # Logits: BCE on logits equals ARPL's final sigmoid + BCELoss, without its overflow.
     return x.reshape(x.shape[0]).astype(jnp.float32)
 
 
