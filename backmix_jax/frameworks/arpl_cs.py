@@ -18,8 +18,9 @@ Inputs that are not 32 px are resized to and from the GAN's 32 px (ARPL's 32 px 
 need none; for TinyImageNet ARPL uses 64 px variants of G and D, not built here).
 
 Choices where ARPL has no counterpart or we differ: D's real images are the batch as loaded,
-before BackMix and the on-device flip/crop (ARPL's D sees its loader's augmented batch; with
-BackMix the classifier's images are mixed, and D should learn what real images look like);
+before BackMix and the on-device flip/crop. ARPL's D sees its loader's augmented batch, so
+under the released BackMix (a dataset wrapper) it would see mixed images; here the mixing
+is the classifier's regulariser only, and D learns what unmixed real images look like;
 G and D compute in float32 whatever `config.dtype` is (they are small, and DCGAN training
 is sensitive to precision). G and D are ARPL's `_netG32` / `_netD32` (models/gan.py, read
 from a fork, DavidZha1994/ARPL-MRI, as iCGY96/ARPL's own copy was not available), with
