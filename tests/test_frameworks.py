@@ -299,6 +299,30 @@ def test_medaf_head_fuses_detached_experts_with_the_gate():
   assert norm({k: v for k, v in grads.items() if k.startswith("gate")}) > 0.0
 
 
+def test_medaf_on_a_resnet_is_medafs_multi_branch_network():
+  """On ResNet-18 MEDAF builds its MultiBranchNet: one shared stem, three experts with their
+  own copies of all four stages and a 1x1 classifier, a gate with its own stem and stages and
+  two linear layers: 2 stems + 4 x (ResNet-18 - stem) + 3 x 512K + (512*128+128) + (128*3+3)
+  parameters (44,746,883 for K = 6, MEDAF's core/net.py layer list). Other backbones get the
+  expert heads over their one map."""
+  from backmix_jax.models import get_backbone
+  fw = get_framework("medaf")
+  x = jnp.zeros((2, 32, 32, 3))
+  count = lambda tree: sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
+  backbone = get_backbone("resnet18")
+  r18 = count(jax.eval_shape(lambda: backbone.init(jax.random.key(0), x, train=False))["params"])
+  net = fw.build_network(backbone, 6, jnp.float32, None)
+  assert isinstance(net, medaf.MEDAFNet)
+  variables = jax.eval_shape(lambda: net.init(jax.random.key(0), x, train=False))
+  stem = 3 * 3 * 3 * 64 + 2 * 64  # conv + BN scale/bias
+  assert count(variables["params"]) == (2 * stem + 4 * (r18 - stem) + 3 * 512 * 6
+                                        + 512 * 128 + 128 + 128 * 3 + 3) == 44_746_883
+  out = jax.eval_shape(lambda v: net.apply(v, x, train=False), variables)
+  assert out["class_maps"].shape == (2, 4, 4, 6) and out["expert_maps"].shape == (2, 3, 4, 4, 6)
+  light = fw.build_network(get_backbone("cnn_small"), 6, jnp.float32, None)
+  assert isinstance(light.head, medaf.MEDAFHead)
+
+
 def test_medaf_loss_and_score_match_numpy():
   """loss = 0.7 * sum of expert CEs + fused CE + 0.01 * attention diversity of the label
   channels; score 'medaf' = max softmax(fused logits / 100)."""

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from backmix_jax import parallel
+from backmix_jax.models import get_backbone
 from backmix_jax.training.setup import build_run
 from backmix_jax.training.step import make_train_step
 from configs import digits
@@ -93,13 +94,12 @@ def test_checkpoint_round_trip_is_exact(framework, model, tmp_path):
 @pytest.mark.parametrize("framework,model", PAIRS)
 def test_cam_source_has_one_map_per_known_class_at_the_backbone_grid(framework, model):
   """The framework's CAM source for this backbone: [B, g, g, K] with the backbone's output
-  grid (the mask BackMix draws its foreground from), finite."""
+  grid (the mask BackMix draws its foreground from; MEDAF's branches keep it), finite."""
   run, _ = _built(framework, model)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
-  variables = run.variables(run.state)
-  out = run.eval_model.apply(variables, x, train=False)
-  fmap = run.eval_model.apply(variables, x, train=False,
-                              method=lambda net, x, train: net.backbone(x, train=train))
+  out = run.eval_model.apply(run.variables(run.state), x, train=False)
+  backbone = get_backbone(model)
+  fmap = jax.eval_shape(lambda: backbone.init_with_output(jax.random.key(0), x, train=False)[0])
   cams = run.framework.cam_maps(out)
   g = fmap.shape[1]
   assert g > 1 and cams.shape == (2, g, g, run.data.num_classes)

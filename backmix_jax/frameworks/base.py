@@ -30,6 +30,16 @@ class Framework:
     """
     raise NotImplementedError
 
+  def build_network(self, backbone: nn.Module, num_classes: int, dtype: Any,
+                    bn_axis_name: str | None) -> nn.Module:
+    """The whole network: x [B,H,W,C] -> outputs dict. Default: OSRNet(backbone, head), the
+    head's batch norm (if any) synchronised like the backbone's. Frameworks whose network
+    is not one backbone plus a head (MEDAF's branches) override this."""
+    head = self.make_head(num_classes, dtype)
+    if hasattr(head, "bn_axis_name"):
+      head = head.clone(bn_axis_name=bn_axis_name)
+    return OSRNet(backbone, head)
+
   def loss(self, outputs: dict, labels: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
     """outputs of the network, labels int [B] -> (scalar loss, dict of scalar extras)."""
     raise NotImplementedError

@@ -12,11 +12,14 @@ similarities of the three pairs, averaged over the batch and summed (MEDAF divid
 (E-1)(E-2)/2, which is 1 for E = 3 experts). Score: max softmax of fused logits / 100
 (score weights [1,0,0], branch -1, lgs_temp 100).
 
-Layout difference: MEDAF shares only the ResNet stem and gives every expert (and the gate)
-its own copy of all four ResNet stages. With this project's backbone interface (one shared
-feature map), each expert is a head over the shared map: one residual block (two 3x3
-conv-BN, LeakyReLU 0.01 between, identity shortcut, ReLU) of the map's width, then its 1x1
-classifier; the gate reads the pooled shared feature. Initialisers are PyTorch's defaults
+Network. With a ResNet backbone (MEDAF's own ResNet-18 is CSSR's, the default here) it is
+MEDAF's MultiBranchNet: the stem is shared; each of the three experts has its own copy of
+all four stages and a bias-free 1x1 classifier whose output is its class map; the gate has
+its own stem and stages (it reads the image), global average pooling, and the two linear
+layers. With other backbones (classifier32, WRN, the small CNN), whose stages this module
+cannot copy, the experts are heads over the backbone's one shared map: one residual block
+(two 3x3 conv-BN, LeakyReLU 0.01 between, identity shortcut, ReLU) each, then the 1x1
+classifier, and the gate reads the pooled shared map. Initialisers are PyTorch's defaults
 (U(+-1/sqrt(fan_in)); BN scale 1, bias 0, momentum 0.1 -> Flax 0.9).
 
 CAM source: the gate-weighted sum of the expert class maps, [B,g,g,K] (its spatial mean is
@@ -24,6 +27,7 @@ the fused logit vector).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -34,6 +38,7 @@ import optax
 
 from backmix_jax.frameworks.base import Framework
 from backmix_jax.frameworks.scores import get_score, msp
+from backmix_jax.models.resnet import ResNet
 
 NUM_EXPERTS = 3
 
@@ -105,21 +110,62 @@ class MEDAFHead(nn.Module):
 
   @nn.compact
   def __call__(self, fmap, train: bool):
-    d = fmap.shape[-1]
     maps = jnp.stack([_Expert(self.num_classes, self.dtype, self.bn_axis_name,
                               name=f"expert{e + 1}")(fmap, train).astype(jnp.float32)
                       for e in range(NUM_EXPERTS)], axis=1)  # [B,E,g,g,K]
-    expert_logits = maps.mean(axis=(2, 3))
     features = fmap.astype(jnp.float32).mean(axis=(1, 2))
-    hidden = nn.Dense(d // 4, kernel_init=_torch_default_init, bias_init=_torch_bias_init(d),
-                      name="gate_fc1")(features)
-    gate_logits = nn.Dense(NUM_EXPERTS, kernel_init=_torch_default_init,
-                           bias_init=_torch_bias_init(d // 4), name="gate_fc2")(hidden)
-    gate = jax.nn.softmax(gate_logits / self.gate_temperature, axis=-1)
-    fused = jnp.einsum("be,bek->bk", gate, jax.lax.stop_gradient(expert_logits))
-    class_maps = jnp.einsum("be,behwk->bhwk", gate, maps)
-    return dict(logits=fused, class_maps=class_maps, features=features,
-                expert_logits=expert_logits, expert_maps=maps, gate=gate)
+    return _fuse(maps, _gate_mlp(features), features, self.gate_temperature)
+
+
+def _fuse(expert_maps, gate_logits, features, temperature: float) -> dict:
+  """expert maps [B,E,g,g,K] (float32), gate logits [B,E], features [B,D] -> outputs dict."""
+  expert_logits = expert_maps.mean(axis=(2, 3))
+  gate = jax.nn.softmax(gate_logits.astype(jnp.float32) / temperature, axis=-1)
+  # The fused logits train only the gate (MEDAF detaches the expert logits there).
+  fused = jnp.einsum("be,bek->bk", gate, jax.lax.stop_gradient(expert_logits))
+  class_maps = jnp.einsum("be,behwk->bhwk", gate, expert_maps)
+  return dict(logits=fused, class_maps=class_maps, features=features.astype(jnp.float32),
+              expert_logits=expert_logits, expert_maps=expert_maps, gate=gate)
+
+
+def _gate_mlp(pooled):
+  """MEDAF's gate classifier: two biased linear layers D -> D/4 -> E, nothing between."""
+  d = pooled.shape[-1]
+  hidden = nn.Dense(d // 4, kernel_init=_torch_default_init, bias_init=_torch_bias_init(d),
+                    name="gate_fc1")(pooled)
+  return nn.Dense(NUM_EXPERTS, kernel_init=_torch_default_init,
+                  bias_init=_torch_bias_init(d // 4), name="gate_fc2")(hidden)
+
+
+def _resnet_copy(trunk: ResNet, name: str, **updates) -> ResNet:
+  """A new ResNet with `trunk`'s settings (its own parameters), some fields replaced."""
+  fields = {f.name: getattr(trunk, f.name) for f in dataclasses.fields(trunk)
+            if f.name not in ("parent", "name")}
+  return ResNet(**{**fields, **updates}, name=name)
+
+
+class MEDAFNet(nn.Module):
+  """MEDAF's MultiBranchNet on a ResNet `trunk`: x [B,H,W,C] -> the outputs of MEDAFHead,
+  with features [B,D] = the mean of the experts' pooled last stages."""
+  trunk: ResNet
+  num_classes: int
+  gate_temperature: float = 100.0
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    shared = _resnet_copy(self.trunk, "shared_stem", stage_sizes=())(x, train)
+    maps, pooled = [], []
+    for e in range(NUM_EXPERTS):
+      fmap = _resnet_copy(self.trunk, f"expert{e + 1}_stages", stem=False)(shared, train)
+      maps.append(nn.Conv(self.num_classes, (1, 1), use_bias=False,
+                          kernel_init=_torch_default_init, dtype=self.trunk.dtype,
+                          param_dtype=jnp.float32, name=f"expert{e + 1}_cls")(fmap))
+      pooled.append(fmap.astype(jnp.float32).mean(axis=(1, 2)))
+    gate_map = _resnet_copy(self.trunk, "gate_trunk")(x, train)
+    gate_logits = _gate_mlp(gate_map.astype(jnp.float32).mean(axis=(1, 2)))
+    expert_maps = jnp.stack(maps, axis=1).astype(jnp.float32)  # [B,E,g,g,K]
+    return _fuse(expert_maps, gate_logits, jnp.mean(jnp.stack(pooled), axis=0),
+                 self.gate_temperature)
 
 
 def medaf_loss(outputs: dict, labels: jax.Array, *, weights=(0.7, 1.0, 0.01)) -> tuple:
@@ -140,9 +186,15 @@ class MEDAF(Framework):
   default_score = "medaf"
   scores = ("medaf", "msp", "mls", "energy")
   logit_temperature = 100.0  # lgs_temp
+  gate_temperature = 100.0   # gate_temp
 
   def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
     return MEDAFHead(num_classes, dtype=dtype)
+
+  def build_network(self, backbone, num_classes, dtype, bn_axis_name):
+    if isinstance(backbone, ResNet):  # MEDAF's own layout: branches copy the stages
+      return MEDAFNet(backbone, num_classes, gate_temperature=self.gate_temperature)
+    return super().build_network(backbone, num_classes, dtype, bn_axis_name)
 
   def loss(self, outputs, labels):
     return medaf_loss(outputs, labels)

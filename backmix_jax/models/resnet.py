@@ -57,7 +57,8 @@ class _BasicBlock(nn.Module):
 class ResNet(nn.Module):
   """x [B,H,W,C] -> [B,H/(stem_stride*first_stride*8),...,512], dtype `dtype`.
 
-  Defaults are CSSR's ResNet-18.
+  Defaults are CSSR's ResNet-18. stage_sizes=() gives the stem alone; stem=False the
+  stages alone (input: a stem's output [B,H/stem_stride,...,widths[0]]).
   """
   dtype: Any = jnp.float32
   bn_axis_name: str | None = None
@@ -68,6 +69,7 @@ class ResNet(nn.Module):
   negative_slope: float = 0.01
   conv_init: str = "torch_default"
   bn_momentum: float = 0.9
+  stem: bool = True  # False: the input is already a stem's output (MEDAF's branches)
 
   def __post_init__(self):
     if self.conv_init not in CONV_INITS:
@@ -81,11 +83,12 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = x.astype(self.dtype)
-    x = layers.conv(self.widths[0], 3, self.stem_stride, init=CONV_INITS[self.conv_init],
-                    dtype=self.dtype, name="stem_conv")(x)
-    x = layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
-                          dtype=self.dtype, name="stem_bn")(x)
-    x = jax.nn.leaky_relu(x, self.negative_slope)
+    if self.stem:
+      x = layers.conv(self.widths[0], 3, self.stem_stride, init=CONV_INITS[self.conv_init],
+                      dtype=self.dtype, name="stem_conv")(x)
+      x = layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
+                            dtype=self.dtype, name="stem_bn")(x)
+      x = jax.nn.leaky_relu(x, self.negative_slope)
     for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for i in range(blocks):
         stride = (self.first_stride if stage == 0 else 2) if i == 0 else 1

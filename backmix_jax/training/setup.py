@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -13,7 +14,7 @@ from backmix_jax.data import augment
 from backmix_jax.data.benchmark import load_open_set
 from backmix_jax.data.openset import OpenSetData
 from backmix_jax.data.pipeline import TrainStream
-from backmix_jax.frameworks import Framework, OSRNet, get_framework
+from backmix_jax.frameworks import Framework, get_framework
 from backmix_jax.models import get_backbone
 from backmix_jax.training import checkpointing
 from backmix_jax.training.optimizer import make_optimizer
@@ -26,8 +27,8 @@ class Run:
   data: OpenSetData
   mesh: jax.sharding.Mesh
   framework: Framework
-  train_model: OSRNet   # batch norm synchronised over the 'data' axis (inside shard_map)
-  eval_model: OSRNet    # same parameters, no collective (plain jit)
+  train_model: nn.Module   # batch norm synchronised over the 'data' axis (inside shard_map)
+  eval_model: nn.Module    # same parameters, no collective (plain jit)
   stream: TrainStream
   tx: optax.GradientTransformation
   state: TrainState     # freshly initialised, replicated over the mesh
@@ -41,12 +42,10 @@ class Run:
     return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def build_network(config, num_classes: int, framework: Framework, bn_axis_name) -> OSRNet:
+def build_network(config, num_classes: int, framework: Framework, bn_axis_name) -> nn.Module:
   dtype = jnp.dtype(config.dtype)
-  head = framework.make_head(num_classes, dtype)
-  if hasattr(head, "bn_axis_name"):  # a head with batch norm (e.g. MEDAF's experts): sync it too
-    head = head.clone(bn_axis_name=bn_axis_name)
-  return OSRNet(get_backbone(config.model, dtype=dtype, bn_axis_name=bn_axis_name), head)
+  backbone = get_backbone(config.model, dtype=dtype, bn_axis_name=bn_axis_name)
+  return framework.build_network(backbone, num_classes, dtype, bn_axis_name)
 
 
 def build_run(config, data: OpenSetData | None = None) -> Run:
