@@ -17,7 +17,8 @@ from backmix_jax.frameworks.scores import get_score
 
 
 class Framework:
-  """Base class; subclasses override `make_head` and `loss`, and usually `score`."""
+  """Base class; subclasses override `make_head` and `loss`, and usually `score`
+  (`build_network` when the network is not one backbone plus a head)."""
   name: str = ""
   default_score: str = "mls"
   scores: tuple[str, ...] = ("msp", "mls", "energy")
