@@ -33,7 +33,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 import optax
 from flax import traverse_util
@@ -93,10 +92,8 @@ class Discriminator32(nn.Module):
     x = nn.Conv(self.ndf * 16, (4, 4), padding="VALID", use_bias=False, kernel_init=init)(x)
     x = nn.sigmoid(x).reshape(x.shape[0], -1)  # 4 -> 1 px: ARPL's average pool is a no-op
     # nn.Linear keeps PyTorch's default init (ARPL's weights_init touches convs and BN only).
-    bound = 1.0 / np.sqrt(x.shape[-1])
     x = nn.Dense(1, kernel_init=layers.TORCH_DEFAULT,
-                 bias_init=lambda k, shape, dtype=jnp.float32: jax.random.uniform(
-                     k, shape, dtype, -bound, bound))(x)
+                 bias_init=layers.torch_default_bias(x.shape[-1]))(x)
     # Logits: BCE on logits equals ARPL's final sigmoid + BCELoss, without its overflow.
     return x.reshape(x.shape[0]).astype(jnp.float32)
 

@@ -33,28 +33,14 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from backmix_jax.frameworks.base import Framework
 from backmix_jax.frameworks.scores import get_score, msp
+from backmix_jax.models import layers
 from backmix_jax.models.resnet import ResNet
 
 NUM_EXPERTS = 3
-
-
-def _torch_default_init(key, shape, dtype=jnp.float32):
-  """PyTorch's default conv/linear weight init (kaiming_uniform, a=sqrt(5)): U(+-1/sqrt(fan_in)),
-  fan_in = every axis but the last (Flax kernels are [..., in, out])."""
-  bound = 1.0 / np.sqrt(np.prod(shape[:-1]))
-  return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def _torch_bias_init(fan_in: int):
-  def init(key, shape, dtype=jnp.float32):
-    bound = 1.0 / np.sqrt(fan_in)
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-  return init
 
 
 def attention_diversity(cams: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -85,16 +71,14 @@ class _Expert(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     d = x.shape[-1]
-    conv = lambda name: nn.Conv(d, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                                kernel_init=_torch_default_init, dtype=self.dtype,
-                                param_dtype=jnp.float32, name=name)
-    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                     axis_name=self.bn_axis_name, dtype=self.dtype,
-                                     param_dtype=jnp.float32, name=name)
+    conv = lambda name: layers.conv(d, 3, 1, init=layers.TORCH_DEFAULT, dtype=self.dtype,
+                                    name=name)
+    norm = lambda name: layers.batch_norm(train, momentum=0.9, axis_name=self.bn_axis_name,
+                                          dtype=self.dtype, name=name)
     y = jax.nn.leaky_relu(norm("bn1")(conv("conv1")(x)), 0.01)
     y = norm("bn2")(conv("conv2")(y))
     y = jax.nn.relu(y + x)
-    return nn.Dense(self.num_classes, use_bias=False, kernel_init=_torch_default_init,
+    return nn.Dense(self.num_classes, use_bias=False, kernel_init=layers.TORCH_DEFAULT,
                     dtype=self.dtype, param_dtype=jnp.float32, name="cls")(y)
 
 
@@ -131,10 +115,10 @@ def _fuse(expert_maps, gate_logits, features, temperature: float) -> dict:
 def _gate_mlp(pooled):
   """MEDAF's gate classifier: two biased linear layers D -> D/4 -> E, nothing between."""
   d = pooled.shape[-1]
-  hidden = nn.Dense(d // 4, kernel_init=_torch_default_init, bias_init=_torch_bias_init(d),
+  hidden = nn.Dense(d // 4, kernel_init=layers.TORCH_DEFAULT, bias_init=layers.torch_default_bias(d),
                     name="gate_fc1")(pooled)
-  return nn.Dense(NUM_EXPERTS, kernel_init=_torch_default_init,
-                  bias_init=_torch_bias_init(d // 4), name="gate_fc2")(hidden)
+  return nn.Dense(NUM_EXPERTS, kernel_init=layers.TORCH_DEFAULT,
+                  bias_init=layers.torch_default_bias(d // 4), name="gate_fc2")(hidden)
 
 
 def _resnet_copy(trunk: ResNet, name: str, **updates) -> ResNet:
@@ -158,7 +142,7 @@ class MEDAFNet(nn.Module):
     for e in range(NUM_EXPERTS):
       fmap = _resnet_copy(self.trunk, f"expert{e + 1}_stages", stem=False)(shared, train)
       maps.append(nn.Conv(self.num_classes, (1, 1), use_bias=False,
-                          kernel_init=_torch_default_init, dtype=self.trunk.dtype,
+                          kernel_init=layers.TORCH_DEFAULT, dtype=self.trunk.dtype,
                           param_dtype=jnp.float32, name=f"expert{e + 1}_cls")(fmap))
       pooled.append(fmap.astype(jnp.float32).mean(axis=(1, 2)))
     gate_map = _resnet_copy(self.trunk, "gate_trunk")(x, train)

@@ -11,10 +11,20 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 HE_FAN_OUT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 # torch.nn.Conv2d's default: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
 TORCH_DEFAULT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_default_bias(fan_in: int):
+  """torch.nn.Linear/Conv2d's default bias init: U(+-1/sqrt(fan_in)) of the layer's input."""
+  bound = 1.0 / np.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
 
 
 def normal(mean: float, std: float):
