@@ -13,7 +13,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,7 +27,7 @@ from backmix_jax.models import get_backbone  # noqa: E402
 from backmix_jax.training.setup import build_run  # noqa: E402
 from backmix_jax.training.step import make_train_step  # noqa: E402
 from configs import digits  # noqa: E402
-from experiments.benchmark import synthetic_open_set  # noqa: E402
+from experiments.benchmark import step_block, synthetic_open_set, time_blocks  # noqa: E402
 
 
 class _Net(nn.Module):
@@ -75,13 +74,8 @@ def project_block(batch: int):
                          config=c, steps_per_epoch=run.stream.steps_per_epoch)
   data = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
   # The step donates its input state: start from a copy of the run's.
-  carry = [jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, run.state)]
-
-  def block(n):
-    for _ in range(n):
-      carry[0], metrics = step(carry[0], data)
-    jax.block_until_ready(metrics)
-  return block
+  state = jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, run.state)
+  return step_block(step, state, [data])
 
 
 def main():
@@ -96,13 +90,10 @@ def main():
   for name, block in blocks.items():
     print(f"compiling and warming up: {name}")
     block(2)
-  rates = {name: [] for name in blocks}
-  for r in range(args.repeats):  # alternate, so drifting load hits both alike
-    for name, block in blocks.items():
-      start = time.perf_counter()
-      block(args.steps)
-      rates[name].append(args.batch * args.steps / (time.perf_counter() - start))
-  for name, values in rates.items():
+  # The blocks take turns, so drifting load hits both alike.
+  seconds = time_blocks(blocks, steps=args.steps, repeats=args.repeats)
+  for name, times in seconds.items():
+    values = [args.batch * args.steps / t for t in times]
     print(f"{name:20s} median {statistics.median(values):8.1f} img/s  "
           f"(repeats: {', '.join(f'{v:.1f}' for v in values)})")
 
