@@ -63,9 +63,10 @@ class Checkpointer:
     """
     if step is not None:
       return self._restore_step(template, signature, step)
-    if not self.all_steps():
+    steps = self.all_steps()
+    if not steps:
       raise CheckpointError(f"no checkpoint in {self.directory}")
-    for candidate in sorted(self.all_steps(), reverse=True):
+    for candidate in sorted(steps, reverse=True):
       try:
         return self._restore_step(template, signature, candidate)
       except CheckpointError:

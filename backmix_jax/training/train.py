@@ -182,8 +182,7 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption) -> obj
       absorb(*pending)
     pending = (step, metrics)
     if preemption.requested(step) and step != total:
-      if pending is not None:
-        absorb(*pending)
+      absorb(*pending)  # never checkpoint a state that went non-finite
       ckpt.save(step, state, run.signature, force=True)
       ckpt.wait()
       raise Preempted(f"stopped by SIGTERM at step {step}/{total}; checkpoint saved in "
