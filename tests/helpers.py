@@ -26,14 +26,34 @@ def quick_config(**overrides):
   return c
 
 
+def train_step_for(run, framework=None):
+  """The data-parallel train step of `run` (built from run.config); `framework` replaces the
+  run's (e.g. one with changed constants)."""
+  from backmix_jax.training.step import make_train_step
+  return make_train_step(run.mesh, model=run.train_model, framework=framework or run.framework,
+                         tx=run.tx, config=run.config,
+                         steps_per_epoch=run.stream.steps_per_epoch)
+
+
+def build_with_step(config):
+  """build_run(config) and its train step: (run, step_fn)."""
+  from backmix_jax.training.setup import build_run
+  run = build_run(config)
+  return run, train_step_for(run)
+
+
+def fresh_state(run, step: int | None = None):
+  """A copy of run.state (the train step donates its input state: never hand it the run's
+  own buffers), at `step` when given."""
+  import jax.numpy as jnp
+  state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, run.state)
+  return state if step is None else state.replace(step=jnp.full_like(state.step, step))
+
+
 def run_steps(config, num_steps: int):
   """Build the run and apply `num_steps` train steps from the start; returns (run, state, metrics)."""
   from backmix_jax import parallel
-  from backmix_jax.training.setup import build_run
-  from backmix_jax.training.step import make_train_step
-  run = build_run(config)
-  step_fn = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
-                            config=config, steps_per_epoch=run.stream.steps_per_epoch)
+  run, step_fn = build_with_step(config)
   state, history = run.state, []
   for batch in run.stream.batches(0, num_steps):
     state, metrics = step_fn(state, parallel.to_global(batch, run.mesh))

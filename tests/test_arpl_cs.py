@@ -11,8 +11,8 @@ import numpy as np
 from backmix_jax import parallel
 from backmix_jax.frameworks import arpl_cs, get_framework
 from backmix_jax.training.setup import build_run
-from backmix_jax.training.step import make_train_step
-from tests.helpers import checkpoint_round_trip, quick_config
+from tests.helpers import (build_with_step, checkpoint_round_trip, fresh_state, quick_config,
+                           train_step_for)
 
 
 def _flat(tree):
@@ -86,16 +86,7 @@ def test_bn_param_swap_replaces_only_batch_norm_scale_and_bias():
 
 @functools.lru_cache(maxsize=None)
 def _built():
-  config = quick_config(framework="arpl_cs", score="")
-  run = build_run(config)
-  step = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
-                         config=config, steps_per_epoch=run.stream.steps_per_epoch)
-  return run, step
-
-
-def _fresh_state(run):
-  # The step donates its input state: never hand it the run's own buffers.
-  return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, run.state)
+  return build_with_step(quick_config(framework="arpl_cs", score=""))
 
 
 def test_train_step_trains_the_gan_and_checkpoints_it_exactly(tmp_path):
@@ -105,7 +96,7 @@ def test_train_step_trains_the_gan_and_checkpoints_it_exactly(tmp_path):
   array of the state, the extra state included, exactly."""
   run, step_fn = _built()
   assert run.mesh.size == 4
-  state = _fresh_state(run)
+  state = fresh_state(run)
   for batch in run.stream.batches(0, 3):
     state, metrics = step_fn(state, parallel.to_global(batch, run.mesh))
     metrics = jax.device_get(metrics)
@@ -172,9 +163,7 @@ def test_fake_term_gradient_reaches_the_shared_classifier_weights_only():
   for beta in (0.1, 0.0):
     fw = get_framework("arpl_cs")
     fw.beta = beta
-    step = make_train_step(run.mesh, model=run.train_model, framework=fw, tx=run.tx,
-                           config=config, steps_per_epoch=run.stream.steps_per_epoch)
-    state, metrics = step(_fresh_state(run), batch)
+    state, metrics = train_step_for(run, fw)(fresh_state(run), batch)
     assert bool(jax.device_get(metrics["finite"]))
     ends[beta] = _flat(state)
   with_f, without = ends[0.1], ends[0.0]

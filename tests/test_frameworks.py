@@ -15,10 +15,8 @@ from backmix_jax.data import augment
 from backmix_jax.frameworks import FRAMEWORKS, get_framework
 from backmix_jax.frameworks import arpl, cssr, medaf
 from backmix_jax.evaluation.predict import evaluate_open_set, fit_score_states
-from backmix_jax.training.setup import build_run
-from backmix_jax.training.step import make_train_step
 from configs import digits
-from tests.helpers import checkpoint_round_trip
+from tests.helpers import build_with_step, checkpoint_round_trip, fresh_state
 
 NEW_FRAMEWORKS = ("arpl", "cssr", "pcssr", "rcssr", "medaf")
 
@@ -392,17 +390,7 @@ def _built(name, model="cnn_small"):
 
 @functools.lru_cache(maxsize=None)
 def _build(name, model):
-  config = _config(name, model)
-  run = build_run(config)
-  step = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
-                         config=config, steps_per_epoch=run.stream.steps_per_epoch)
-  return run, step
-
-
-def _fresh_state(run, step=0):
-  # The step donates its input state: never hand it the run's own buffers.
-  state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, run.state)
-  return state.replace(step=jnp.full_like(state.step, step))
+  return build_with_step(_config(name, model))
 
 
 def _train(run, step_fn, state, batches):
@@ -429,7 +417,7 @@ def test_train_step_on_repeated_batch_lowers_loss_with_and_without_backmix(name,
   batch = next(iter(run.stream.batches(0, 1)))
   warm = WARMUP_EPOCHS * run.stream.steps_per_epoch
   for start in (0, warm):
-    _, losses = _train(run, step_fn, _fresh_state(run, start), [batch] * 8)
+    _, losses = _train(run, step_fn, fresh_state(run, start), [batch] * 8)
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), (start, losses)
 
 
@@ -441,7 +429,7 @@ def test_backmix_changes_the_training_images_only_after_warmup():
   run, step_fn = _built("arpl")
   batch = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
   warm = WARMUP_EPOCHS * run.stream.steps_per_epoch
-  params = {t: _flat(step_fn(_fresh_state(run, t), batch)[0].params)
+  params = {t: _flat(step_fn(fresh_state(run, t), batch)[0].params)
             for t in (warm - 2, warm - 1, warm, warm + 1)}
   same = lambda a, b: all(np.array_equal(a[k], b[k]) for k in a)
   assert same(params[warm - 2], params[warm - 1])
@@ -462,7 +450,7 @@ def test_checkpoint_round_trip_restores_the_trained_state(name, tmp_path):
   """Orbax save then restore gives back every array of a trained state (head parameters,
   ARPL's points and radius, MEDAF's head batch statistics) exactly."""
   run, step_fn = _built(name)
-  state, _ = _train(run, step_fn, _fresh_state(run), run.stream.batches(0, 2))
+  state, _ = _train(run, step_fn, fresh_state(run), run.stream.batches(0, 2))
   restored, step = checkpoint_round_trip(run, state, tmp_path, 2)
   assert step == 2
   want, got, init = _flat(state), _flat(restored), _flat(run.state)
@@ -478,7 +466,7 @@ def _trained(name, num_steps):
   """`num_steps` plain steps (clean images: before the BackMix warm-up) from the initial
   state, shared by the score tests: (run, state, losses)."""
   run, step_fn = _built(name)
-  state, losses = _train(run, step_fn, _fresh_state(run), run.stream.batches(0, num_steps))
+  state, losses = _train(run, step_fn, fresh_state(run), run.stream.batches(0, num_steps))
   return run, state, losses
 
 

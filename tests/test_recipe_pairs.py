@@ -14,10 +14,8 @@ import pytest
 
 from backmix_jax import parallel
 from backmix_jax.models import get_backbone
-from backmix_jax.training.setup import build_run
-from backmix_jax.training.step import make_train_step
 from configs import digits
-from tests.helpers import checkpoint_round_trip
+from tests.helpers import build_with_step, checkpoint_round_trip, fresh_state
 
 # (framework, backbone) as the recipes pair them: softmax with the CSSR recipe's WRN-40-4 and
 # the OOD benchmark's ResNet-34; CSSR linear and PCSSR with WRN-40-4 (CIFAR/SVHN), RCSSR with
@@ -42,18 +40,14 @@ def _built(framework, model):
   c.optimizer.schedule = "constant"
   c.optimizer.learning_rate = 1e-3
   c.backmix.warmup_epochs = 0  # every step mixes
-  run = build_run(c)
-  step = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
-                         config=c, steps_per_epoch=run.stream.steps_per_epoch)
-  return run, step
+  return build_with_step(c)
 
 
 @functools.lru_cache(maxsize=None)
 def _trained(framework, model):
   """NUM_STEPS steps on one repeated batch from a copy of the initial state: (state, losses)."""
   run, step = _built(framework, model)
-  # The step donates its input state: never hand it the run's own buffers.
-  state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, run.state)
+  state = fresh_state(run)
   batch = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
   losses = []
   for _ in range(NUM_STEPS):

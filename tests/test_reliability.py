@@ -15,7 +15,7 @@ import pytest
 from backmix_jax.training.checkpointing import Checkpointer
 from backmix_jax.training.setup import build_run
 from backmix_jax.training.train import NonFiniteError, train_and_evaluate
-from tests.helpers import quick_config
+from tests.helpers import build_with_step, quick_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = dict(num_epochs=2, **{"backmix.cam_source": "bank"})
@@ -136,11 +136,7 @@ def test_skip_step_policy_keeps_state_and_advances():
   import jax
   import jax.numpy as jnp
   from backmix_jax import parallel
-  from backmix_jax.training.step import make_train_step
-  cfg = quick_config(nan_policy="skip_step")
-  run = build_run(cfg)
-  step_fn = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
-                            config=cfg, steps_per_epoch=run.stream.steps_per_epoch)
+  run, step_fn = build_with_step(quick_config(nan_policy="skip_step"))
   batch = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
   poisoned = run.state.replace(params=jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan),
                                                    run.state.params))
