@@ -5,8 +5,8 @@ python -m experiments.train --config configs/cifar_plus50.py --workdir runs/cifa
 The unknowns come from tfds cifar100 (the split's unknown_source); another source for them:
 --config.data.unknown_source=<spec>. Offline known classes (this machine):
 --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz (no CIFAR-100 copy here).
-Other code bases' recipes (configs/default.py RECIPES): --config=configs/cifar_plus50.py:cssr
-    (or :arpl_cs, :medaf).
+Other code bases' recipes (configs/default.py RECIPES):
+    --config=configs/cifar_plus50.py:cssr (or :arpl_cs, :medaf).
 """
 from configs import cifar_plus10
 

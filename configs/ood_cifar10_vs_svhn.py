@@ -3,8 +3,8 @@
 python -m experiments.train --config configs/ood_cifar10_vs_svhn.py --workdir runs/ood_svhn
 There is no class split: trials differ only by --config.seed. Offline known classes (this
 machine): --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz (no SVHN here).
-Other code bases' recipes (configs/default.py RECIPES): --config=configs/ood_cifar10_vs_svhn.py:cssr
-    (or :arpl_cs, :medaf).
+Other code bases' recipes (configs/default.py RECIPES):
+    --config=configs/ood_cifar10_vs_svhn.py:cssr (or :arpl_cs, :medaf).
 """
 from configs import ood_cifar10_vs_cifar100
 
