@@ -10,12 +10,29 @@ from backmix_jax.data.sources import ArraySplit, DataError
 
 
 @dataclasses.dataclass(frozen=True)
+class Condition:
+  """One separately scored test condition of a diagnostic benchmark.
+
+  split: labels 0..K-1 when the foreground is of a known class (`known`), -1 otherwise;
+  split.masks holds the true foreground of every image.
+  """
+  name: str
+  known: bool
+  split: ArraySplit
+
+
+@dataclasses.dataclass(frozen=True)
 class OpenSetData:
-  """train: known classes only, labels 0..K-1. test_known: same labelling. test_unknown: labels = -1."""
+  """train: known classes only, labels 0..K-1. test_known: same labelling. test_unknown: labels = -1.
+
+  conditions: extra test sets scored one by one (the fore-/background diagnostic); empty
+  for the ordinary benchmarks.
+  """
   train: ArraySplit
   test_known: ArraySplit
   test_unknown: ArraySplit
   known_classes: tuple[int, ...]
+  conditions: tuple[Condition, ...] = ()
 
   @property
   def num_classes(self) -> int:
@@ -44,7 +61,8 @@ def relabel(split: ArraySplit, classes: Sequence[int]) -> ArraySplit:
   lut[np.asarray(classes)] = np.arange(len(classes))
   new = lut[split.labels]
   keep = new >= 0
-  return ArraySplit(split.images[keep], new[keep])
+  return ArraySplit(split.images[keep], new[keep],
+                    None if split.masks is None else split.masks[keep])
 
 
 def make_open_set(train: ArraySplit, test: ArraySplit, known: Sequence[int],

@@ -40,22 +40,30 @@ class DataError(ValueError):
 class ArraySplit:
   """One split held in memory.
 
-  images: uint8 [N, H, W, C]; labels: int64 [N] (original class ids of the source).
+  images: uint8 [N, H, W, C]; labels: int64 [N] (original class ids of the source);
+  masks: optional bool [N, H, W], True on each image's true foreground pixels (only the
+  composed diagnostic benchmark knows them; every other source leaves None).
   """
   images: np.ndarray
   labels: np.ndarray
+  masks: np.ndarray | None = None
 
   def __post_init__(self):
     if self.images.dtype != np.uint8 or self.images.ndim != 4:
       raise DataError(f"images must be uint8 [N,H,W,C], got {self.images.dtype} {self.images.shape}")
     if len(self.images) != len(self.labels):
       raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+    if self.masks is not None and (self.masks.dtype != np.bool_
+                                   or self.masks.shape != self.images.shape[:3]):
+      raise DataError(f"masks must be bool {self.images.shape[:3]}, got {self.masks.dtype} "
+                      f"{self.masks.shape}")
 
   def __len__(self):
     return len(self.labels)
 
   def take(self, index: np.ndarray) -> "ArraySplit":
-    return ArraySplit(self.images[index], self.labels[index])
+    masks = None if self.masks is None else self.masks[index]
+    return ArraySplit(self.images[index], self.labels[index], masks)
 
 
 @dataclasses.dataclass(frozen=True)
