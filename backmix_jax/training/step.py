@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 from backmix_jax import backmix
 from backmix_jax.data import augment as aug
 from backmix_jax.parallel import DATA_AXIS
+from backmix_jax.training.cams import model_cams
 from backmix_jax.training.state import TrainState
 
 
@@ -32,14 +33,8 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
   their CAMs from the bank, which is refreshed (EMA) with the CAMs of this batch.
   """
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  if bcfg.cam_batch_stats:
-    # Batch statistics of the clean batch; the running-statistics update is discarded.
-    outputs, _ = model.apply(variables, images, train=True, mutable=["batch_stats"],
-                             rngs={"dropout": jax.random.fold_in(rng, 1)})
-  else:
-    outputs = model.apply(variables, images, train=False)
-  outputs = jax.lax.stop_gradient(outputs)
-  cams = backmix.class_activation_maps(framework.cam_maps(outputs), labels, norm=bcfg.cam_norm)
+  cams = model_cams(model, framework, variables, images, labels, norm=bcfg.cam_norm,
+                    batch_stats=bcfg.cam_batch_stats, rng=jax.random.fold_in(rng, 1))
   common = dict(fg_ratio=bcfg.fg_ratio, patch_frac=bcfg.patch_frac, fill=bcfg.fill,
                 mix_prob=bcfg.mix_prob)
   bank = state.bank
