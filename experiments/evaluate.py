@@ -3,10 +3,14 @@
 python -m experiments.evaluate --config configs/digits.py --workdir runs/digits
 python -m experiments.evaluate --config configs/digits.py --workdir runs/digits --step 40
 python -m experiments.evaluate --config configs/digits.py --workdir runs/digits --arpl_compat
+python -m experiments.evaluate --config configs/digits.py --workdir runs/digits \
+  --unknown=tfds:svhn_cropped,npz:/data/noise.npz,folder:/data/textures
 
 Restores the newest checkpoint (or --step N) into the model the config describes and writes
 metrics.json, metrics.md, eval_outputs.npz, roc.png, score_histogram.png and oscr.png in the
-workdir, with the same code training runs at its end.
+workdir (or --out), with the same evaluators training runs. Only the final checkpoint's
+default evaluation uses those names (it reproduces training's own record); any other
+evaluation adds a suffix (_step<N>, _arpl, _unknown) so it never overwrites it.
 """
 import json
 import os
@@ -19,6 +23,11 @@ STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default:
 ARPL_COMPAT = flags.DEFINE_bool(
     "arpl_compat", False, "Compute AUROC, OSCR, DTACC, AUPR and TNR with ARPL's "
     "core/evaluation.py conventions, to compare digit for digit with published tables.")
+UNKNOWN = flags.DEFINE_string(
+    "unknown", "", "Comma-separated extra unknown sets (source specs: tfds:<name>, "
+    "npz:<path>, folder:<path>, ...) to score the known test set against, one row each.")
+OUT = flags.DEFINE_string("out", "", "Directory for the files written (default: the workdir; "
+                          "use it for read-only workdirs).")
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
@@ -72,12 +81,24 @@ def check_trained_config(config, workdir: str):
                           f"evaluate with the training config, saved in {path}")
 
 
+def output_tag(step: int, total_steps: int, *, arpl_compat: bool = False,
+               unknown: bool = False) -> str:
+  """Suffix of the files an evaluation writes: '' only for the final checkpoint's default
+  evaluation (the record training wrote itself), so other evaluations never overwrite it."""
+  return ("" if step == total_steps else f"_step{step}") + ("_arpl" if arpl_compat else "") + (
+      "_unknown" if unknown else "")
+
+
 def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
-                        arpl_compat: bool = False, run=None) -> dict:
+                        arpl_compat: bool = False, run=None, unknown: str = "",
+                        out: str = "") -> dict:
   """Restore checkpoint `step` (newest when None) of `workdir` and evaluate it.
 
-  `run` (from `build_run(config)`) may be passed to reuse one already built. Writes the
-  files of `train.evaluate_run` in `workdir` and returns its metrics.
+  `run` (from `build_run(config)`) may be passed to reuse one already built. Runs the
+  evaluators of config.evals (or, with `unknown`, the open-set evaluator and the extra
+  unknown sets of that comma-separated list of source specs), writes the files of
+  `train.evaluate_run` in `out` (default `workdir`) under the suffix of `output_tag`, and
+  returns its metrics.
 
   Raises:
     CheckpointError: no checkpoint in `workdir`, no checkpoint at `step`, one of a model
@@ -90,6 +111,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
   from backmix_jax.training.checkpointing import Checkpointer, CheckpointError
   from backmix_jax.training.logging import log
   from backmix_jax.training.setup import build_run
+  from backmix_jax.evaluation.evaluators import build_evaluators
   from backmix_jax.training.train import evaluate_run
 
   validate.check_config(config)
@@ -102,6 +124,10 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
     raise CheckpointError(f"no checkpoint at step {step} in {workdir}; available: {steps}")
   check_trained_config(config, workdir)
   run = build_run(config) if run is None else run
+  # Unknown sets are read before the checkpoint: a bad one fails in a second, nothing written.
+  only = {"unknown_sets": dict(sources=unknown)} if unknown else None
+  evaluators = build_evaluators(run, workdir, only=only,
+                                overrides={"open_set": dict(arpl_compat=arpl_compat)})
   ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
   try:
     state, step = ckpt.restore(run.state, run.signature, step)
@@ -114,9 +140,13 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
       f"{config.score or run.framework.default_score} | test known {len(d.test_known)} + "
       f"unknown {len(d.test_unknown)} samples | metrics "
       f"{'ARPL-compatible' if arpl_compat else 'exact'}")
-  metrics = evaluate_run(run, state, workdir, arpl_compat=arpl_compat)
-  log(f"wrote metrics.json, metrics.md, eval_outputs.npz, roc.png, score_histogram.png, "
-      f"oscr.png in {workdir}\n")
+  tag = output_tag(step, run.total_steps, arpl_compat=arpl_compat, unknown=bool(unknown))
+  directory = out or workdir
+  metrics = evaluate_run(run, state, directory, evaluators=evaluators, tag=tag)
+  log(f"wrote metrics{tag}.json, metrics{tag}.md, eval_outputs{tag}.npz and plots in "
+      f"{directory}\n")
+  if unknown:
+    log(evaluators["unknown_sets"][0].markdown(metrics["unknown_sets"]))
   log(report.evaluation_markdown(metrics))
   return metrics
 
@@ -124,7 +154,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
 def main(argv):
   del argv
   evaluate_checkpoint(cli.CONFIG.value, cli.WORKDIR.value, STEP.value,
-                      arpl_compat=ARPL_COMPAT.value)
+                      arpl_compat=ARPL_COMPAT.value, unknown=UNKNOWN.value, out=OUT.value)
 
 
 if __name__ == "__main__":

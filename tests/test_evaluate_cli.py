@@ -107,17 +107,20 @@ def test_evaluate_newest_checkpoint_equals_training_evaluation(trained, compile_
 
 
 def test_step_flag_picks_an_older_checkpoint(trained, compile_cache):
-  """--step 2 evaluates the checkpoint of step 2, whose scores differ from the final ones."""
-  workdir, _, final_outputs = trained
+  """--step 2 evaluates the checkpoint of step 2, whose scores differ from the final ones,
+  into metrics_step2.* beside the final record, which stays as training wrote it."""
+  workdir, train_metrics, final_outputs = trained
   r = run_cli("experiments.evaluate", workdir, "--step", "2", env=compile_cache)
   assert r.returncode == 0, r.stderr[-3000:]
-  with open(workdir / "metrics.json") as f:
+  with open(workdir / "metrics_step2.json") as f:
     metrics = json.load(f)
   assert metrics["step"] == 2 and metrics["run"]["total_steps"] == FINAL_STEP
   assert "checkpoint step 2 (of 5)" in r.stdout
-  assert "step 2" in (workdir / "metrics.md").read_text()
+  assert "step 2" in (workdir / "metrics_step2.md").read_text()
+  with open(workdir / "metrics.json") as f:
+    assert json.load(f) == train_metrics
   # Had the final weights been restored, the scores would be equal.
-  with np.load(workdir / "eval_outputs.npz") as z:
+  with np.load(workdir / "eval_outputs_step2.npz") as z:
     assert z["known_scores"].shape == final_outputs["known_scores"].shape
     assert not np.array_equal(z["known_scores"], final_outputs["known_scores"])
 
@@ -137,7 +140,61 @@ def test_arpl_compat_metrics_follow_arpl_conventions(trained):
   for k in METRIC_KEYS:
     assert metrics[k] == pytest.approx(expect[k], abs=1e-12), k
   assert metrics["acc"] == train_metrics["acc"]
-  assert "ARPL-compatible" in (workdir / "metrics.md").read_text()
+  assert "ARPL-compatible" in (workdir / "metrics_arpl.md").read_text()
+  assert "ARPL-compatible" not in (workdir / "metrics.md").read_text()
+
+
+def _unknown_npz(path, images):
+  np.savez(path, test_images=images, test_labels=np.zeros(len(images), np.int64))
+  return f"npz:{path}"
+
+
+def test_unknown_sets_each_get_a_row_and_exact_auroc(trained, tmp_path):
+  """--unknown scores the known test set against each extra set (here 20 px grey noise,
+  resized and turned RGB, and flat colour images) in its own row plus their mean; each
+  AUROC equals sklearn's roc_auc_score on the saved per-sample scores."""
+  from sklearn.metrics import roc_auc_score
+  from experiments.evaluate import evaluate_checkpoint
+  workdir, _, _ = trained
+  rng = np.random.default_rng(0)
+  noise = _unknown_npz(tmp_path / "noise.npz", rng.integers(0, 256, (40, 20, 20, 1), np.uint8))
+  flat = _unknown_npz(tmp_path / "flat.npz", np.repeat(
+      rng.integers(0, 256, (30, 1, 1, 3), np.uint8), 16, 1).repeat(16, 2))
+  out = tmp_path / "out"
+  metrics = evaluate_checkpoint(digits_config(), str(workdir), unknown=f"{noise},{flat}",
+                                out=str(out))
+  sets = metrics["unknown_sets"]
+  with np.load(out / "eval_outputs_per_set_unknown.npz") as z:
+    assert list(z["sources"]) == [noise, flat]
+    for i, spec in enumerate((noise, flat)):
+      known, unknown = z[f"{i}_known_scores"], z[f"{i}_unknown_scores"]
+      assert len(unknown) == (40, 30)[i]
+      expect = roc_auc_score(np.r_[np.ones(len(known)), np.zeros(len(unknown))],
+                             np.r_[known, unknown])
+      assert sets[f"{spec}/auroc"] == pytest.approx(expect, abs=1e-12), spec
+  assert sets["mean/auroc"] == pytest.approx((sets[f"{noise}/auroc"] + sets[f"{flat}/auroc"]) / 2)
+  md = (out / "metrics_unknown.md").read_text()
+  assert f"| {noise} |" in md and f"| {flat} |" in md and "| mean |" in md
+  assert (out / "roc_per_set_unknown.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("case", ["missing_file", "not_an_image_array"])
+def test_bad_unknown_set_exits_2_and_writes_nothing(case, trained, tmp_path, compile_cache):
+  """An unknown set that cannot be read, or whose images cannot be brought to the run's
+  shape, ends in one line and exit code 2 with the workdir unchanged."""
+  workdir, _, _ = trained
+  if case == "missing_file":
+    spec = f"npz:{tmp_path / 'absent.npz'}"
+  else:
+    spec = f"npz:{tmp_path / 'bad.npz'}"
+    np.savez(tmp_path / "bad.npz", test_images=np.zeros((4, 5), np.uint8),
+             test_labels=np.zeros(4, np.int64))
+  before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*")}
+  r = run_cli("experiments.evaluate", workdir, f"--unknown={spec}", env=compile_cache)
+  assert r.returncode == 2, r.stderr[-3000:]
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: unknown set"), r.stderr
+  assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*")} == before
 
 
 @pytest.mark.parametrize("case", ["no_checkpoint", "other_model", "other_split", "missing_step"])

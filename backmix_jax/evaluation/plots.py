@@ -95,3 +95,33 @@ def plot_oscr(known_scores, known_correct, unknown_scores, path,
   """One OSCR curve. known_scores, known_correct [Nk]; unknown_scores [Nu]."""
   return plot_oscr_curves({label or "model": (known_scores, known_correct, unknown_scores)},
                           path)
+
+
+def plot_condition_histograms(scores: Mapping[str, np.ndarray], path, bins: int = 40,
+                              title: str = "score per condition") -> str:
+  """One density histogram per test condition (name -> scores [N]), overlaid; returns the path."""
+  if not scores:
+    raise ValueError("scores is empty")
+  fig, ax = _new_axes((6.0, 4.0))
+  values = np.concatenate([np.asarray(v, np.float64) for v in scores.values()])
+  edges = np.histogram_bin_edges(values, bins=bins)
+  for name, v in scores.items():
+    ax.hist(np.asarray(v, np.float64), bins=edges, density=True, histtype="step",
+            linewidth=1.5, label=f"{name} ({len(v)})")
+  ax.set(xlabel="open-set score (higher = more known)", ylabel="density", title=title)
+  ax.legend(fontsize="small")
+  return _save(fig, path)
+
+
+def plot_history(records: Sequence[Mapping], series: Mapping[str, str], path,
+                 title: str = "") -> str:
+  """Lines of metrics over training: records of metrics.jsonl, series key -> legend label."""
+  fig, ax = _new_axes((6.0, 4.0))
+  for key, label in series.items():
+    points = [(r["step"], r[key]) for r in records if key in r]
+    if points:
+      steps, values = zip(*points)
+      ax.plot(steps, values, marker="o", markersize=3, linewidth=1.5, label=label)
+  ax.set(xlabel="step", ylim=(0, 1.02), title=title)
+  ax.legend(fontsize="small")
+  return _save(fig, path)

@@ -16,6 +16,20 @@ from backmix_jax.data.pipeline import eval_batches
 from backmix_jax.evaluation.metrics import open_set_metrics
 
 
+def _predict_program(model, framework, score_names, normalization: str):
+  """jit of (variables, score states, images uint8 [B,H,W,C]) -> dict(pred [B] int32,
+  <score> [B] float32). The states are arguments, not constants, so one compilation serves
+  every evaluation of a run (periodic evaluations included)."""
+  @jax.jit
+  def predict(variables, states, images):
+    outputs = model.apply(variables, augment.normalize(images, normalization), train=False)
+    out = {name: framework.score(outputs, name, states[name]) for name in score_names}
+    out["pred"] = outputs["logits"].argmax(-1)
+    return out
+
+  return predict
+
+
 def make_predict_fn(model, framework, score_names, normalization: str, score_states=None):
   """(variables, images uint8 [B,H,W,C]) -> dict(pred [B] int32, <score> [B] float32), jitted.
 
@@ -23,15 +37,40 @@ def make_predict_fn(model, framework, score_names, normalization: str, score_sta
   training-set statistics (see fit_score_states); passed to jit as an argument, not baked in.
   """
   states = {name: (score_states or {}).get(name) for name in score_names}
+  predict = _predict_program(model, framework, score_names, normalization)
+  return lambda variables, images: predict(variables, states, images)
 
-  @jax.jit
-  def predict_with_states(variables, states, images):
-    outputs = model.apply(variables, augment.normalize(images, normalization), train=False)
-    out = {name: framework.score(outputs, name, states[name]) for name in score_names}
-    out["pred"] = outputs["logits"].argmax(-1)
-    return out
 
-  return lambda variables, images: predict_with_states(variables, states, images)
+class Scorer:
+  """Scores test sets with one open-set score, compiled once and reused across evaluations.
+
+  `scorer(variables, split)` -> dict of NumPy arrays [N] (`pred` and the score, under
+  the key `score`), in the split's order; the score's training-set statistics (if it has
+  any) are refitted on `train` for every new `variables` (see `fit`).
+  """
+
+  def __init__(self, model, framework, score: str, *, train, batch_size: int,
+               normalization: str, mesh):
+    self.model, self.framework = model, framework
+    self.score = framework.check_score(score)
+    self.train, self.batch_size, self.normalization, self.mesh = (
+        train, batch_size, normalization, mesh)
+    self._predict = _predict_program(model, framework, (self.score,), normalization)
+    self._fitted = (None, None)  # (variables, states): refit only when the weights change
+
+  def fit(self, variables) -> dict:
+    if self._fitted[0] is not variables:
+      states = fit_score_states(self.model, self.framework, variables, self.train,
+                                (self.score,), batch_size=self.batch_size,
+                                normalization=self.normalization, mesh=self.mesh)
+      self._fitted = (variables, states)
+    return self._fitted[1]
+
+  def __call__(self, variables, split) -> dict:
+    states = self.fit(variables)
+    out = predict_split(lambda v, x: self._predict(v, states, x), variables, split,
+                        self.batch_size, self.mesh)
+    return dict(pred=out["pred"], score=out[self.score])
 
 
 def fit_score_states(model, framework, variables, split, score_names, *, batch_size: int,
@@ -70,25 +109,34 @@ def predict_split(predict_fn, variables, split, batch_size: int, mesh) -> dict:
   return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
+def open_set_outputs(scorer: Scorer, variables, known_split, unknown_split) -> dict:
+  """Per-sample arrays of one open-set evaluation: known_scores, known_preds, known_labels
+  [Nk], unknown_scores, unknown_preds [Nu]."""
+  known = scorer(variables, known_split)
+  unknown = scorer(variables, unknown_split)
+  return dict(known_scores=known["score"], known_preds=known["pred"],
+              known_labels=known_split.labels, unknown_scores=unknown["score"],
+              unknown_preds=unknown["pred"])
+
+
+def outputs_metrics(outputs: dict, num_classes: int, arpl_compat: bool = False) -> dict:
+  """open_set_metrics of the arrays `open_set_outputs` returns."""
+  return open_set_metrics(outputs["known_scores"], outputs["known_preds"],
+                          outputs["known_labels"], outputs["unknown_scores"],
+                          arpl_compat=arpl_compat, unknown_preds=outputs["unknown_preds"],
+                          num_classes=num_classes)
+
+
 def evaluate_open_set(model, framework, variables, data, *, score: str, batch_size: int,
                       normalization: str, mesh, arpl_compat: bool = False) -> tuple[dict, dict]:
   """Metrics of `variables` on data.test_known vs data.test_unknown with score `score`.
 
   Returns (metrics, outputs): outputs holds the per-sample arrays for plots
-  (known_scores, known_preds, known_labels, unknown_scores).
+  (known_scores, known_preds, known_labels, unknown_scores, unknown_preds).
   """
-  score = framework.check_score(score)
-  states = fit_score_states(model, framework, variables, data.train, (score,),
-                            batch_size=batch_size, normalization=normalization, mesh=mesh)
-  fn = make_predict_fn(model, framework, (score,), normalization, states)
-  known = predict_split(fn, variables, data.test_known, batch_size, mesh)
-  unknown = predict_split(fn, variables, data.test_unknown, batch_size, mesh)
-  outputs = dict(known_scores=known[score], known_preds=known["pred"],
-                 known_labels=data.test_known.labels, unknown_scores=unknown[score],
-                 unknown_preds=unknown["pred"])
-  metrics = open_set_metrics(outputs["known_scores"], outputs["known_preds"],
-                             outputs["known_labels"], outputs["unknown_scores"],
-                             arpl_compat=arpl_compat, unknown_preds=unknown["pred"],
-                             num_classes=data.num_classes)
-  metrics["score"] = score
+  scorer = Scorer(model, framework, score, train=data.train, batch_size=batch_size,
+                  normalization=normalization, mesh=mesh)
+  outputs = open_set_outputs(scorer, variables, data.test_known, data.test_unknown)
+  metrics = outputs_metrics(outputs, data.num_classes, arpl_compat)
+  metrics["score"] = scorer.score
   return metrics, outputs
