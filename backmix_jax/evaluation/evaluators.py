@@ -329,7 +329,9 @@ class CamLocalizationEvaluator(Evaluator):
     # On the host's default device: the probe is small, and this holds on every process of
     # a multi-host run without sharding the probe.
     variables = jax.device_get(self.run.variables(state))
-    bank = np.asarray(jax.device_get(state.bank)) if state.bank.size else None
+    bcfg = self.run.config.backmix
+    in_bank_mode = bcfg.enabled and bcfg.cam_source == "bank"  # else a [1,g,g] placeholder
+    bank = np.asarray(jax.device_get(state.bank)) if in_bank_mode else None
     out = {}
     batch = self.run.config.eval_batch_size
     for where, (split, rows) in self.sets.items():
