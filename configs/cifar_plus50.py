@@ -3,8 +3,8 @@
 python -m experiments.train --config configs/cifar_plus50.py --workdir runs/cifar_plus50_t0 \
     [--config.trial=0..4] [--config.protocol=arpl|vaze|neal|dias]   (neal: trial 0 only)
 The unknowns come from tfds cifar100 (the split's unknown_source); another source for them:
---config.data.unknown_source=<spec>. Offline known classes (this machine):
---config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz (no CIFAR-100 copy here).
+--config.data.unknown_source=<spec>. Offline (npz files, see docs/data.md):
+--config.data.source=npz:/path/to/cifar10.npz --config.data.unknown_source=npz:/path/to/cifar100.npz
 Other code bases' recipes (configs/default.py RECIPES):
     --config=configs/cifar_plus50.py:cssr (or :arpl_cs, :medaf).
 """

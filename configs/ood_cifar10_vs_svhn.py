@@ -1,8 +1,8 @@
 """OOD legacy benchmark: all 10 CIFAR-10 classes known; the SVHN test set is unknown.
 
 python -m experiments.train --config configs/ood_cifar10_vs_svhn.py --workdir runs/ood_svhn
-There is no class split: trials differ only by --config.seed. Offline known classes (this
-machine): --config.data.source=npz:../shared/data/cifar10_jpeg_bytes.npz (no SVHN here).
+There is no class split: trials differ only by --config.seed. Offline (npz files, see
+docs/data.md): --config.data.source=npz:/path/to/cifar10.npz plus data.unknown_source for SVHN.
 Other code bases' recipes (configs/default.py RECIPES):
     --config=configs/ood_cifar10_vs_svhn.py:cssr (or :arpl_cs, :medaf).
 """

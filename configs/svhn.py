@@ -1,4 +1,4 @@
-"""SVHN open-set benchmark: 6 known / 4 unknown digits, 5 trials (SPEC section 4).
+"""SVHN open-set benchmark: 6 known / 4 unknown digits, 5 trials (docs/data.md).
 
 python -m experiments.train --config configs/svhn.py --workdir runs/svhn_t0 \
     [--config.trial=0..4] [--config.protocol=arpl|vaze|neal|cssr|dias]

@@ -249,7 +249,7 @@ def trials_markdown(record: dict) -> str:
       f"Our rows: mean ± sample std (ddof=1) over trials, x100, the final checkpoint of each "
       f"trial (never the best on test); {cfg['model']} + {cfg['framework']}, score "
       f"{cfg['score'] or 'framework default'}, {cfg['num_epochs']} epochs; exact metrics "
-      f"(SPEC section 5); FPR@95 is the classic one (unknowns accepted at 95 % TPR). "
+      f"(docs/metrics.md); FPR@95 is the classic one (unknowns accepted at 95 % TPR). "
       f"Published rows: 5-trial means as reported, AUROC or DTACC only.\n",
       report.trials_table_markdown(rows, published.published_rows(b),
                                    first_column="method [split protocol, trials]"),

@@ -1,7 +1,7 @@
 """The class lists of every protocol, benchmark and trial, checked against their sources.
 
 The published lists come from ../shared/data/osr_splits.json (skipped when absent) and
-from the literal lists of SPEC section 4, written out here.
+from the literal lists of docs/data.md, written out here.
 """
 import json
 import os
@@ -15,12 +15,12 @@ from backmix_jax.data.sources import DataError
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("BACKMIX_SHARED_DATA", REPO.parent / "shared" / "data"))
 
-# SPEC section 4, verbatim.
-SPEC_CSSR = [[2, 3, 4, 5, 6, 7], [1, 2, 4, 6, 7, 8], [0, 3, 4, 5, 6, 8], [0, 1, 4, 6, 8, 9],
+# docs/data.md, verbatim.
+DOC_CSSR = [[2, 3, 4, 5, 6, 7], [1, 2, 4, 6, 7, 8], [0, 3, 4, 5, 6, 8], [0, 1, 4, 6, 8, 9],
              [0, 2, 3, 5, 6, 7]]
-SPEC_DIAS = [[0, 1, 2, 4, 5, 9], [0, 3, 5, 7, 8, 9], [0, 1, 5, 6, 7, 8], [3, 4, 5, 7, 8, 9],
+DOC_DIAS = [[0, 1, 2, 4, 5, 9], [0, 3, 5, 7, 8, 9], [0, 1, 5, 6, 7, 8], [3, 4, 5, 7, 8, 9],
              [0, 1, 2, 3, 7, 8]]
-SPEC_DIAS_PLUS10 = [[3, 15, 19, 21, 42, 46, 66, 72, 78, 98],
+DOC_DIAS_PLUS10 = [[3, 15, 19, 21, 42, 46, 66, 72, 78, 98],
                     [26, 31, 34, 44, 45, 63, 65, 77, 93, 98],
                     [7, 11, 66, 75, 77, 93, 95, 97, 98, 99],
                     [2, 11, 15, 24, 32, 34, 63, 88, 93, 95],
@@ -110,20 +110,20 @@ def test_neal_lists_match_published(published):
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "svhn"])
-def test_cssr_and_dias_lists_match_spec(dataset):
-  """CSSR and DIAS/MEDAF known lists of SPEC section 4, trial t = t-th list."""
+def test_cssr_and_dias_lists_match_docs(dataset):
+  """CSSR and DIAS/MEDAF known lists of docs/data.md, trial t = t-th list."""
   for trial in range(5):
-    assert list(splits.get_split(dataset, "cssr", trial).known) == SPEC_CSSR[trial]
-    assert list(splits.get_split(dataset, "dias", trial).known) == SPEC_DIAS[trial]
+    assert list(splits.get_split(dataset, "cssr", trial).known) == DOC_CSSR[trial]
+    assert list(splits.get_split(dataset, "dias", trial).known) == DOC_DIAS[trial]
 
 
-def test_dias_cifar_plus_matches_spec():
-  """DIAS CIFAR+N: known airplane, automobile, ship, truck; CIFAR+10 unknowns as in SPEC."""
+def test_dias_cifar_plus_matches_docs():
+  """DIAS CIFAR+N: known airplane, automobile, ship, truck; CIFAR+10 unknowns as in docs/data.md."""
   for trial in range(5):
     s10 = splits.get_split("cifar_plus10", "dias", trial)
     s50 = splits.get_split("cifar_plus50", "dias", trial)
     assert s10.known == s50.known == (0, 1, 8, 9)
-    assert list(s10.unknown) == SPEC_DIAS_PLUS10[trial]
+    assert list(s10.unknown) == DOC_DIAS_PLUS10[trial]
 
 
 def test_tinyimagenet_lists_of_cssr_and_dias_are_20_distinct_ascending_classes():

@@ -163,8 +163,8 @@ def test_baseline_needs_backmix_on(tmp_path):
 
 
 def test_published_numbers_are_fractions_with_their_protocol():
-  """SPEC section 6 as data: CIFAR10 AUROC of each row as a fraction with its protocol;
-  digits and MNIST have none; ARPL and Vaze lists count as one protocol."""
+  """docs/method.md's published results as data: CIFAR10 AUROC of each row as a fraction
+  with its protocol; digits and MNIST have none; ARPL and Vaze lists count as one protocol."""
   rows = published.published_rows("cifar10")
   assert rows == {"BackMix [protocol unstated]": {"auroc": 0.913},
                   "ARPL+CS [arpl protocol]": {"auroc": 0.910},

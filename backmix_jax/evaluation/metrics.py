@@ -3,7 +3,7 @@
 Known test samples are the positive class and a higher score means "more likely known"
 throughout. Every metric is a fraction in [0, 1] (tables multiply by 100).
 
-Exact mode (default; SPEC section 5):
+Exact mode (default; the definitions of docs/metrics.md):
   auroc     P(known score > unknown score), ties count one half (= sklearn roc_auc_score).
   oscr      P(known is correctly classified AND scores above an unknown), ties one half
             (the OSCR of Dhamija et al. 2018, also called OpenAUC).

@@ -1,4 +1,4 @@
-"""Published results to compare against (SPEC section 6), as data with their protocol notes.
+"""Published results to compare against (docs/method.md), as data with their protocol notes.
 
 Every value is a fraction in [0, 1] (a published 91.3 is stored as 0.913), a mean over the
 5 trials of its paper. The split protocol is named with the names of `data.splits`
@@ -10,7 +10,7 @@ The ARPL and Vaze et al. protocols use the same five class lists (only the trial
 differs), so their 5-trial means are comparable; `same_protocol` treats them as one.
 
 Benchmarks without published numbers here (mnist, digits) map to no rows: digits is this
-project's CPU demo and no paper reports it; SPEC section 6 lists no MNIST number.
+project's CPU demo and no paper reports it; none of the listed papers reports MNIST.
 """
 from __future__ import annotations
 
@@ -46,17 +46,17 @@ class PublishedResult:
 
 
 _BACKMIX_SOURCE = ("BackMix paper (Wang et al., TPAMI 2025), its table as listed publicly "
-                   "(SPEC section 6)")
+                   "(docs/method.md)")
 _BACKMIX_NOTE = "the public listing does not name the split lists or the training budget"
-_ARPL_SOURCE = "ARPL+CS (Chen et al.), SPEC section 6"
+_ARPL_SOURCE = "ARPL+CS (Chen et al.), docs/method.md"
 _ARPL_NOTE = ("ARPL's code ships classifier32, 100 epochs; its tables come from its "
               "core/evaluation.py conventions (compare with experiments.evaluate --arpl_compat)")
-_CSSR_SOURCE = "CSSR / RCSSR (Huang et al.), SPEC section 6"
+_CSSR_SOURCE = "CSSR / RCSSR (Huang et al.), docs/method.md"
 _CSSR_NOTE = ("CSSR's code ships WRN-40-4 (ResNet-18 at 64 px for TinyImageNet), 200 epochs; "
               "CSSR's own class lists")
 _CSSR_PLUS_NOTE = ("CSSR's code ships WRN-40-4, 200 epochs; CSSR's CIFAR+N lists are not "
                    "shipped with this project, so no run here uses the same splits")
-_MLS_SOURCE = "max-logit score with a good closed-set recipe (Vaze et al.), SPEC section 6"
+_MLS_SOURCE = "max-logit score with a good closed-set recipe (Vaze et al.), docs/method.md"
 _MLS_NOTE = "600 epochs: a much larger budget than the other rows"
 
 
@@ -69,7 +69,7 @@ def _auroc_rows(method: str, protocol: str, source: str, note: str,
                for b, v in values.items())
 
 
-# SPEC section 6, "Published AUROC x100, 5-trial mean (protocol in brackets)".
+# docs/method.md, "Published results": AUROC x100, 5-trial mean (protocol in brackets).
 PUBLISHED: tuple[PublishedResult, ...] = (
     *_auroc_rows("BackMix", "unstated", _BACKMIX_SOURCE, _BACKMIX_NOTE,
                  {"svhn": 97.0, "cifar10": 91.3, "cifar_plus10": 93.4, "cifar_plus50": 92.3,
@@ -88,7 +88,7 @@ PUBLISHED: tuple[PublishedResult, ...] = (
     *_auroc_rows("MLS", "arpl", _MLS_SOURCE, _MLS_NOTE,
                  {"svhn": 97.1, "cifar10": 93.6, "cifar_plus10": 97.9, "cifar_plus50": 96.5,
                   "tinyimagenet": 83.0}),
-    # SPEC section 6: BackMix on the OOD legacy benchmark, DTACC x100. All 10 CIFAR-10
+    # docs/method.md: BackMix on the OOD legacy benchmark, DTACC x100. All 10 CIFAR-10
     # classes are known, so there is no class split to name.
     PublishedResult("BackMix", "ood_cifar10_vs_cifar100", "none", {"dtacc": 0.849},
                     _BACKMIX_SOURCE, _BACKMIX_NOTE),

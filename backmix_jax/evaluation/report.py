@@ -7,7 +7,6 @@ in that order.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import numbers
@@ -161,26 +160,32 @@ def evaluation_markdown(metrics: Mapping) -> str:
       about.append(f"{metrics['num_known']} known + {metrics['num_unknown']} unknown test "
                    "samples")
     about.append("ARPL-compatible metrics (ARPL's core/evaluation.py conventions)"
-                 if run.get("arpl_compat") else "exact metrics (SPEC section 5)")
+                 if run.get("arpl_compat") else "exact metrics (definitions: docs/metrics.md)")
     lines.append("; ".join(about) + "; values x100.\n")
   lines.append(metrics_table_markdown(metrics, evaluation_row_name(metrics)))
   return "\n".join(lines)
 
 
-def write_evaluation(directory: str, metrics: Mapping, outputs: Mapping) -> list[str]:
+def write_evaluation(directory: str, metrics: Mapping, outputs: Mapping, *, tag: str = "",
+                     sections: Sequence[str] = ()) -> list[str]:
   """Write one evaluation's record in `directory`; returns the paths written.
 
-  metrics.json (`metrics` as is), metrics.md (`evaluation_markdown`), eval_outputs.npz (the
-  per-sample `outputs`: known_scores, known_preds, known_labels [Nk], unknown_scores [Nu],
-  ...), and the plots roc.png, score_histogram.png, oscr.png.
+  metrics{tag}.json (`metrics` as is), metrics{tag}.md (`evaluation_markdown`, then the
+  markdown `sections` of the other evaluators), eval_outputs{tag}.npz (the per-sample
+  `outputs`: known_scores, known_preds, known_labels [Nk], unknown_scores [Nu], ...), and the
+  plots roc{tag}.png, score_histogram{tag}.png, oscr{tag}.png.
   """
   from backmix_jax.evaluation import plots  # matplotlib only when files are written
   os.makedirs(directory, exist_ok=True)
-  path = functools.partial(os.path.join, directory)
+
+  def path(name):
+    stem, ext = os.path.splitext(name)
+    return os.path.join(directory, f"{stem}{tag}{ext}")
+
   with open(path("metrics.json"), "w") as f:
     json.dump(metrics, f, indent=2)
   with open(path("metrics.md"), "w") as f:
-    f.write(evaluation_markdown(metrics))
+    f.write("\n".join([evaluation_markdown(metrics), *[s for s in sections if s]]))
   np.savez(path("eval_outputs.npz"), **outputs)
   known, unknown = outputs["known_scores"], outputs["unknown_scores"]
   correct = np.asarray(outputs["known_preds"]) == np.asarray(outputs["known_labels"])
