@@ -12,7 +12,6 @@ workdir (or --out), with the same evaluators training runs. Only the final check
 default evaluation uses those names (it reproduces training's own record); any other
 evaluation adds a suffix (_step<N>, _arpl, _unknown) so it never overwrites it.
 """
-import json
 import os
 
 from absl import flags
@@ -45,38 +44,23 @@ def checkpoint_steps(workdir: str) -> list[int]:
     ckpt.close()
 
 
-# What a checkpoint was trained on and how its inputs are prepared. The checkpoint's model
-# signature holds shapes only, so a checkpoint of another class split or normalisation
-# would restore without complaint and give meaningless (or mislabelled) metrics.
-TRAINED_ON = ("dataset", "protocol", "trial", "known_classes", "data.source",
-              "data.unknown_source", "data.image_size", "data.channels", "data.normalize",
-              "model", "framework", "backmix.enabled")
-
-
-def _lookup(tree, dotted: str):
-  for part in dotted.split("."):
-    tree = tree[part]
-  return list(tree) if isinstance(tree, (list, tuple)) else tree
-
-
 def check_trained_config(config, workdir: str):
-  """Raise CheckpointError when `config` differs from the workdir's training config (the
-  config.json training saved) in a field of TRAINED_ON. No config.json: nothing to check."""
+  """Raise CheckpointError when `config` is not the run the workdir trained: its run
+  identity (training/identity.py: data, classes, input preparation, network) differs from
+  that of the config training recorded (config.json, or history.jsonl's newest entry after
+  a resume=override). The checkpoint's model signature holds shapes only, so a checkpoint
+  of another class split or normalisation would restore without complaint and give
+  meaningless (or mislabelled) metrics. No recorded config: nothing to check."""
+  from backmix_jax.training import identity
   from backmix_jax.training.checkpointing import CheckpointError
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  from backmix_jax.training.workdir import trained_config
+  saved, path = trained_config(workdir)
+  if saved is None:
     return
-  with open(path) as f:
-    saved = json.load(f)
-  diffs = []
-  for key in TRAINED_ON:
-    try:
-      trained, given = _lookup(saved, key), _lookup(config, key)
-    except (KeyError, AttributeError):  # a field older or newer than one of the two
-      continue
-    if trained != given:
-      diffs.append(f"{key}={trained!r} in training, {given!r} here")
-  if diffs:
+  changed = identity.differences(identity.run_identity(saved), identity.run_identity(config))
+  if changed:
+    diffs = [f"{key}={trained!r} in training, {given!r} here"
+             for key, (trained, given) in changed.items()]
     raise CheckpointError(f"{workdir} was trained with another config ({'; '.join(diffs)}); "
                           f"evaluate with the training config, saved in {path}")
 

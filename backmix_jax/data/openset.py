@@ -44,6 +44,10 @@ def check_classes(known: Sequence[int], unknown: Sequence[int] | None, num_sourc
   known = list(known)
   if not known:
     raise DataError("known_classes is empty")
+  if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in known):
+    raise DataError(f"known_classes must be integer class ids, got {known}")
+  if len(known) < 2:  # one class: every prediction is right, the loss is 0, nothing is learned
+    raise DataError(f"known_classes needs at least 2 classes, got {known}")
   if len(set(known)) != len(known):
     raise DataError(f"known_classes repeats a class: {known}")
   bad = [c for c in known if not 0 <= c < num_source_classes]
@@ -87,6 +91,12 @@ def make_open_set(train: ArraySplit, test: ArraySplit, known: Sequence[int],
     unk = unknown_pool
   else:
     unk = unknown_pool.take(np.isin(unknown_pool.labels, np.asarray(unknown)))
+  if not len(unk):  # fail before training, not at the evaluation after it
+    raise DataError(f"no unknown test samples: with known classes {list(known)} "
+                    + ("the unknown set is empty" if unknown_test is not None else
+                       f"the unknown classes {list(unknown)} have no test images" if unknown
+                       else "every class of the source is known")
+                    + "; an open-set split needs at least one unknown test sample")
   unk = ArraySplit(unk.images, np.full(len(unk), -1, np.int64))
   return OpenSetData(train=relabel(train, known), test_known=relabel(test, known),
                      test_unknown=unk, known_classes=known)

@@ -27,6 +27,8 @@ import dataclasses
 import io
 import pathlib
 import sys
+import zipfile
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -34,6 +36,43 @@ import numpy as np
 
 class DataError(ValueError):
   """A data source cannot be read (missing file, unknown source, bad layout)."""
+
+
+class UndecodableImage(DataError):
+  """Entry `index` of a list of encoded images cannot be decoded; callers that know where
+  the bytes came from (a file, an array entry) name that instead."""
+
+  def __init__(self, index: int, error: Exception):
+    self.index = index
+    self.reason = f"{type(error).__name__}: {error}"
+    super().__init__(f"image {index} cannot be decoded ({self.reason})")
+
+
+def check_labels(labels, where: str, num_classes: int | None = None) -> np.ndarray:
+  """`labels` as int64 [N], or DataError naming `where` and the first bad entry: labels
+  must be whole numbers (a float label would be truncated), >= 0 (NumPy would read -1 as
+  the last class) and below `num_classes` when it is known."""
+  labels = np.asarray(labels)
+  if labels.ndim != 1:
+    raise DataError(f"{where}: labels must be one class id per image, got shape {labels.shape}")
+  if labels.dtype.kind == "f":
+    with np.errstate(invalid="ignore"):
+      bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
+    if bad.size:
+      raise DataError(f"{where}: labels must be integers; entry {bad[0]} is "
+                      f"{labels[bad[0]].item()}")
+  elif labels.dtype.kind not in "iu":
+    raise DataError(f"{where}: labels must be integers, got dtype {labels.dtype}")
+  labels = labels.astype(np.int64)
+  bad = np.flatnonzero(labels < 0)
+  if bad.size:
+    raise DataError(f"{where}: labels must be class ids >= 0; entry {bad[0]} is {labels[bad[0]]}")
+  if num_classes is not None:
+    bad = np.flatnonzero(labels >= num_classes)
+    if bad.size:
+      raise DataError(f"{where}: entry {bad[0]} is label {labels[bad[0]]}, outside the "
+                      f"{num_classes} classes 0..{num_classes - 1} of class_names")
+  return labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,11 +251,18 @@ def decode_images(blobs: Sequence[bytes], size: int | None = None,
       images = None
     if images is not None:
       return conform(images, size, None)
-  first = _decode_pillow(blobs[0])
+
+  def decode(i):
+    try:
+      return _decode_pillow(blobs[i])
+    except Exception as e:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError, ...
+      raise UndecodableImage(i, e) from None
+
+  first = decode(0)
   shape = (size, size, 3) if size is not None else first.shape
   out = np.empty((len(blobs),) + shape, np.uint8)
-  for i, blob in enumerate(blobs):
-    image = first if i == 0 else _decode_pillow(blob)
+  for i in range(len(blobs)):
+    image = first if i == 0 else decode(i)
     if image.shape != shape:
       if size is None:
         raise DataError(f"images differ in size ({image.shape} vs {shape}): pass an image_size")
@@ -231,6 +277,20 @@ def _class_names(names, labels: Sequence[np.ndarray]) -> tuple[str, ...]:
   return tuple(str(i) for i in range(int(max(l.max() for l in labels)) + 1))
 
 
+def _npz_array(data, key: str, path: str) -> np.ndarray:
+  """data[key], or DataError naming the file and the array that cannot be read."""
+  try:
+    return data[key]
+  except ValueError as e:
+    if "allow_pickle" in str(e):  # object arrays would need unpickling: code, not data
+      raise DataError(f"{path}: {key} holds Python objects (dtype object); save plain "
+                      "numeric arrays (uint8 images, integer labels)") from None
+    raise DataError(f"{path}: {key} cannot be read ({e})") from None
+  except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    raise DataError(f"{path}: {key} cannot be read, the file is damaged "
+                    f"({type(e).__name__}: {e})") from None
+
+
 def _read_npz(path: str, splits: Sequence[str], max_per_split: int | None,
               image_size: int | None, decoder: str):
   """CIFAR-10 JPEG-bytes files (decoded here) or plain image arrays; see the module doc."""
@@ -238,24 +298,42 @@ def _read_npz(path: str, splits: Sequence[str], max_per_split: int | None,
     data = np.load(path, allow_pickle=False)
   except FileNotFoundError:
     raise DataError(f"npz source: no such file {path!r}") from None
+  except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    # np.load falls back on unpickling what is not a zip: its message then speaks of pickles.
+    raise DataError(f"npz source {path}: not a readable .npz archive (a zip of named "
+                    f"arrays, as np.savez writes): {type(e).__name__}: {str(e)[:120]}") from None
+  if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array
+    raise DataError(f"npz source {path}: holds a single array, not the named arrays of an "
+                    "npz ({split}_images or {split}_jpeg, {split}_labels)")
   with data:
+    names = _npz_array(data, "class_names", path) if "class_names" in data.files else None
     out = {}
     for split in splits:
       labels_key = f"{split}_labels"
       if labels_key not in data.files:
         raise DataError(f"{path} has no {labels_key!r} (keys: {', '.join(data.files)})")
-      labels = data[labels_key].astype(np.int64)
+      labels = check_labels(_npz_array(data, labels_key, path), f"{path}: {labels_key}",
+                            None if names is None else len(names))
       keep = _subsample(len(labels), max_per_split)
       if f"{split}_jpeg" in data.files:
-        buf, offsets = data[f"{split}_jpeg"], data[f"{split}_offsets"]
+        buf = _npz_array(data, f"{split}_jpeg", path)
+        offsets = _npz_array(data, f"{split}_offsets", path)
         if len(offsets) != len(labels) + 1:
           raise DataError(f"{path}: {len(offsets)} {split} offsets for {len(labels)} labels "
                           "(image i is buf[off[i]:off[i+1]])")
         raw = buf.tobytes()
         blobs = [raw[offsets[i]:offsets[i + 1]] for i in keep]
-        images = decode_images(blobs, image_size, decoder)
+        try:
+          images = decode_images(blobs, image_size, decoder)
+        except UndecodableImage as e:
+          raise DataError(f"{path}: {split}_jpeg image {keep[e.index]} cannot be decoded "
+                          f"({e.reason})") from None
       elif f"{split}_images" in data.files:
-        images = data[f"{split}_images"][keep]
+        images = _npz_array(data, f"{split}_images", path)
+        if len(images) != len(labels):
+          raise DataError(f"{path}: {len(images)} {split}_images but {len(labels)} "
+                          f"{labels_key}; every image needs exactly one label")
+        images = images[keep]
         if images.dtype != np.uint8:
           raise DataError(f"{path}: {split}_images must be uint8, got {images.dtype}")
         images = images[..., None] if images.ndim == 3 else images
@@ -263,7 +341,6 @@ def _read_npz(path: str, splits: Sequence[str], max_per_split: int | None,
         raise DataError(f"{path} has neither {split}_jpeg nor {split}_images "
                         f"(keys: {', '.join(data.files)})")
       out[split] = ArraySplit(images, labels[keep])
-    names = data["class_names"] if "class_names" in data.files else None
   return out, _class_names(names, [s.labels for s in out.values()])
 
 
@@ -291,7 +368,8 @@ def _read_tfds(name: str, splits: Sequence[str], data_dir: str | None, download:
       where = data_dir or "the default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
       raise DataError(f"tfds dataset {name!r} is not prepared under {where}; prepare it once "
                       f"where there is internet (`tfds build {name} --data_dir=DIR`, then copy "
-                      "DIR or point data_dir at a gs:// copy) or pass download=True") from None
+                      "DIR or point data.data_dir at it or at a gs:// copy), or from Python call "
+                      "sources.load_source(..., download=True)") from None
     parts = list(tfds.as_numpy(ds))
     if not parts:
       raise DataError(f"tfds dataset {name!r} split {split!r} is empty")
@@ -331,7 +409,10 @@ def _read_folder(path: str, splits: Sequence[str], max_per_split: int | None,
     if not files:
       raise DataError(f"folder source {path!r}: no images found for split {split!r}")
     files = [files[i] for i in _subsample(len(files), max_per_split)]
-    images = decode_images([f.read_bytes() for _, f in files], image_size, decoder)
+    try:
+      images = decode_images([f.read_bytes() for _, f in files], image_size, decoder)
+    except UndecodableImage as e:
+      raise DataError(f"{files[e.index][1]} cannot be decoded ({e.reason})") from None
     out[split] = ArraySplit(images, np.array([c for c, _ in files], np.int64))
   return out, tuple(wnids)
 

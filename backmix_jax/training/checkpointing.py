@@ -28,12 +28,16 @@ def model_signature(config, known_classes, image_shape, bank_size: int) -> dict:
 
 
 class Checkpointer:
-  """Saves every `every_steps` (and when forced), keeps the newest `keep`."""
+  """Saves every `every_steps` (and when forced), keeps the newest `keep` (at least one).
+
+  The newest checkpoint is never deleted, so the final step of a run always survives:
+  Orbax's max_to_keep=0 would delete every checkpoint, the final one included.
+  """
 
   def __init__(self, workdir: str, *, every_steps: int = 0, keep: int = 3):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, save_interval_steps=max(every_steps, 1), create=True)
+        max_to_keep=max(int(keep), 1), save_interval_steps=max(every_steps, 1), create=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "meta"))
 
@@ -59,10 +63,19 @@ class Checkpointer:
     Without `step`, the newest readable checkpoint: one that fails to read (corrupted,
     truncated) is moved aside to `<step>.corrupt` with a warning and the next older one is
     tried, so a bad write costs only the steps since the previous checkpoint. Raises
-    CheckpointError when there is none, or the model signature differs.
+    CheckpointError when there is none, the model signature differs, or the `step` asked
+    for cannot be read.
     """
-    if step is not None:
-      return self._restore_step(template, signature, step)
+    if step is not None:  # asked for by name: reported, never moved aside
+      try:
+        return self._restore_step(template, signature, step)
+      except CheckpointError:
+        raise
+      except Exception as e:
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"checkpoint at step {step} in {self.directory} is unreadable "
+                              f"({type(e).__name__}: {reason}); choose another of the steps "
+                              f"{self.all_steps()}") from None
     steps = self.all_steps()
     if not steps:
       raise CheckpointError(f"no checkpoint in {self.directory}")
@@ -103,5 +116,7 @@ class Checkpointer:
     self.manager.wait_until_finished()
 
   def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.manager.wait_until_finished()
+    finally:  # a failed save (disk full) must not leave Orbax's threads running at exit
+      self.manager.close()

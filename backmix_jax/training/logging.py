@@ -5,10 +5,15 @@ Only process 0 writes, so a pod slice produces one record.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
 
 import jax
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def format_duration(seconds: float) -> str:
@@ -34,16 +39,28 @@ class MetricLogger:
         self.tb = None
 
   def write(self, step: int, metrics: dict, prefix: str = "train"):
+    """One `prefix` record at `step`. The step stays an integer (a metric named "step"
+    cannot turn it into a float); integer metrics (counts, epochs) stay integers."""
     if not self.enabled:
       return
+    metrics = {k: v for k, v in metrics.items() if k != "step"}
     record = {"step": int(step), "kind": prefix, "time": time.time(),
-              **{k: float(v) for k, v in metrics.items()}}
-    self.jsonl.write(json.dumps(record) + "\n")
-    self.jsonl.flush()
+              **{k: int(v) if _is_int(v) else float(v) for k, v in metrics.items()}}
+    self._append(record)
     if self.tb is not None:
       for k, v in metrics.items():
         self.tb.add_scalar(f"{prefix}/{k}", float(v), int(step))
       self.tb.flush()
+
+  def resumed_from(self, step: int):
+    """Mark a resume from the checkpoint of `step`: the records of steps after it that
+    precede this marker were written by the interrupted run and are replayed after it."""
+    if self.enabled:
+      self._append({"step": int(step), "kind": "resumed_from", "time": time.time()})
+
+  def _append(self, record: dict):
+    self.jsonl.write(json.dumps(record) + "\n")
+    self.jsonl.flush()
 
   def close(self):
     if self.enabled:

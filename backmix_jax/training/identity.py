@@ -1,0 +1,119 @@
+"""What a trained run is, as flat dicts of plain values: one definition shared by the
+workdir record (training/workdir.py), evaluate's check of a checkpoint against the config it
+is evaluated with, and the `run` block of metrics.json.
+
+`run_identity`: what the weights mean: the data and classes they were trained on, how
+inputs are prepared, the network and its head. A checkpoint is only meaningful under a
+config with the same run identity.
+`schedule_identity`: how they were trained: batch, epochs, optimiser, seed, the BackMix
+block, augmentation and compute dtype. Continuing a workdir under another schedule trains a
+different model than either schedule alone would.
+
+Neither holds evaluation, logging or checkpoint settings (evals, score, eval_batch_size,
+log_every_steps, checkpoint_every_steps, keep_checkpoints, nan_policy, ...): those may change
+between runs of one workdir.
+
+Both take a ConfigDict or the plain dict of a saved config.json, and leave out fields the
+config lacks (a config.json of an older version), so that records of any age compare.
+Keys are dotted field names ("optimizer.learning_rate"), values plain JSON values.
+"""
+from __future__ import annotations
+
+import numbers
+
+# Fields of the run identity. data.composite (the fore-/background diagnostic's own block)
+# appears only in configs that have it.
+RUN_FIELDS = ("dataset", "protocol", "trial", "known_classes", "data.source",
+              "data.unknown_source", "data.image_size", "data.channels", "data.normalize",
+              "data.composite", "model", "framework", "backmix.enabled")
+
+# Fields of the schedule.
+SCHEDULE_FIELDS = ("batch_size", "num_epochs", "optimizer", "seed", "backmix", "data.flip",
+                   "data.crop_padding", "dtype")
+
+_MISSING = object()
+
+
+def _lookup(tree, dotted: str):
+  for part in dotted.split("."):
+    try:
+      tree = tree[part]
+    except (KeyError, AttributeError, TypeError, IndexError):
+      return _MISSING
+  return tree
+
+
+def _plain(value):
+  """ConfigDicts, tuples and NumPy scalars as the JSON values config.json holds, so that a
+  live config and its saved copy compare equal."""
+  if hasattr(value, "items"):
+    return {str(k): _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  if isinstance(value, bool) or value is None or isinstance(value, str):
+    return value
+  if isinstance(value, numbers.Integral):
+    return int(value)
+  if isinstance(value, numbers.Real):
+    return float(value)
+  return value
+
+
+def _flat(config, fields) -> dict:
+  """Dotted key -> value; a block contributes each of its fields, so a difference is named
+  to the field ("optimizer.momentum"), not the block."""
+  out = {}
+
+  def put(key, value):
+    if isinstance(value, dict) and value:
+      for k, v in value.items():
+        put(f"{key}.{k}", v)
+    else:
+      out[key] = value
+
+  for key in fields:
+    value = _lookup(config, key)
+    if value is not _MISSING:
+      put(key, _plain(value))
+  return out
+
+
+def _known_classes(config):
+  """The known class list the run trains on: config.known_classes, or when that is empty
+  the split's list, so a run spelled out with its split's classes is the same run."""
+  given = _lookup(config, "known_classes")
+  if given is not _MISSING and given:
+    return _plain(given)
+  from backmix_jax.data import splits
+  from backmix_jax.data.sources import DataError
+  try:
+    split = splits.get_split(_lookup(config, "dataset"), _lookup(config, "protocol"),
+                             _lookup(config, "trial"))
+  except (DataError, TypeError):  # the config check names a bad split; here: unresolved
+    return []
+  return [int(c) for c in split.known]
+
+
+def run_identity(config) -> dict:
+  """Dotted field -> value of what the trained weights are (see the module docstring)."""
+  out = _flat(config, RUN_FIELDS)
+  if "known_classes" in out:
+    out["known_classes"] = _known_classes(config)
+  return out
+
+
+def schedule_identity(config) -> dict:
+  """Dotted field -> value of how the weights were trained (see the module docstring)."""
+  return _flat(config, SCHEDULE_FIELDS)
+
+
+def full_identity(config) -> dict:
+  """run_identity and schedule_identity together: what one workdir must keep."""
+  return {**run_identity(config), **schedule_identity(config)}
+
+
+def differences(recorded: dict, current: dict) -> dict:
+  """Field -> (recorded, current) for the fields both hold with different values. A field
+  only one side has (a record of an older version) is not a difference."""
+  return {k: (recorded[k], current[k]) for k in recorded
+          if k in current and recorded[k] != current[k]}
