@@ -13,8 +13,21 @@ Two ways to get partners and their CAMs:
   per-example EMA bank (`init_bank`, `update_bank`, `apply_backmix_from_sources`), as in the
   authors' released dataset wrapper.
 
+Knobs for studying why BackMix helps or hurts (the first value of each is the released
+behaviour and the default):
+
+* `placement` (PLACEMENTS): 'anywhere' pastes the whole box; 'background' lets pasted pixels
+  land only on the target's background, its own top-`fg_ratio` CAM cells keep their pixels;
+* `replace` (REPLACES): 'patch' pastes `num_patches` independent boxes of side P;
+  'background' replaces every background cell of the target by the partner's pixels at the
+  same place (the partner's foreground set to `fill`);
+* `partner` (PARTNERS, partners from the batch): 'other_class' draws them among other labels;
+* `fill` may be a per-channel [C] vector (e.g. the training set's mean, FILL_MODES);
+* `oracle_cams` turns true foreground masks into CAMs (CAM_SOURCES 'oracle').
+
 All shapes are fixed and every function is jit-able; `fg_ratio`, `patch_frac`, `partner`,
-`norm` and `return_info` must be static Python values, `fill` and `mix_prob` may be traced.
+`placement`, `replace`, `num_patches`, `norm` and `return_info` must be static Python values,
+`fill` (scalar or [C]) and `mix_prob` may be traced.
 """
 from __future__ import annotations
 
@@ -22,8 +35,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+# Allowed values of the static settings; the first of each tuple is the released behaviour.
 CAM_NORMS = ('minmax', 'relu', 'softmax')
-PARTNERS = ('permutation', 'uniform')
+CAM_SOURCES = ('live', 'bank', 'oracle')  # where CAMs come from: this batch, the bank, true masks
+PARTNERS = ('permutation', 'uniform', 'other_class')
+PLACEMENTS = ('anywhere', 'background')
+REPLACES = ('patch', 'background')
+FILL_MODES = ('constant', 'dataset_mean')  # resolved to a value by the caller (training.setup)
 BANK_INIT = 0.5  # the released wrapper starts every bank cell at 0.5
 
 
@@ -93,8 +111,37 @@ def upsample_mask(mask, size):
   return jnp.repeat(jnp.repeat(mask, s, axis=1), s, axis=2)
 
 
+def oracle_cams(masks, grid):
+  """The CAM true foreground masks give: the fraction of foreground pixels in each grid cell.
+
+  An upper bound on CAM quality, for data whose true foreground is known. Ranked like any CAM
+  by `foreground_mask`: when the object covers fewer than int(fg_ratio * g * g) cells, the
+  remaining top cells are empty ones, lowest flat index first.
+
+  Args:
+    masks: bool [B, H, H], True on true-foreground pixels.
+    grid: static int g, the CAM grid of the network; H must be divisible by g.
+  Returns:
+    float32 [B, g, g] in [0, 1].
+  """
+  if masks.ndim != 3 or masks.shape[1] != masks.shape[2]:
+    raise ValueError(f"masks must be square [B, H, H], got shape {masks.shape}")
+  b, size = masks.shape[0], masks.shape[1]
+  if size % grid:
+    raise ValueError(f"image size {size} is not divisible by the CAM grid {grid}")
+  s = size // grid
+  cells = jnp.asarray(masks, jnp.float32).reshape(b, grid, s, grid, s)
+  return cells.mean(axis=(2, 4))
+
+
+def _check_fill(fill, channels):
+  if jnp.ndim(fill) not in (0, 1) or (jnp.ndim(fill) == 1 and jnp.shape(fill)[0] != channels):
+    raise ValueError(f"fill must be a scalar or [{channels}] per channel, got shape "
+                     f"{jnp.shape(fill)}")
+
+
 def paste_patches(images, partner_images, partner_masks, target_corners, source_corners,
-                  patch, applied, fill=0.0):
+                  patch, applied, fill=0.0, target_masks=None):
   """The deterministic core of BackMix: one masked partner box pasted into each image.
 
   Args:
@@ -106,28 +153,55 @@ def paste_patches(images, partner_images, partner_masks, target_corners, source_
       otherwise shift them).
     patch: static int P, the box side.
     applied: bool [B]; images with False are returned unchanged.
-    fill: value written on partner foreground pixels.
+    fill: value written on partner foreground pixels, scalar or per channel [C].
+    target_masks: optional bool [B, H, W], True on target pixels the box must not touch
+      (placement='background': the target's own foreground keeps its pixels).
   Returns:
     [B, H, W, C] in the dtype of `images`: image b outside its target box, the masked
-    partner box inside it.
+    partner box inside it (except on `target_masks`).
   """
   c = images.shape[-1]
+  _check_fill(fill, c)
   fill = jnp.asarray(fill, images.dtype)
 
-  def one(image, partner, mask, t, s, on):
+  def one(image, partner, mask, t, s, on, *keep):
     box = lax.dynamic_slice(partner, (s[0], s[1], 0), (patch, patch, c)).astype(image.dtype)
     fg = lax.dynamic_slice(mask, (s[0], s[1]), (patch, patch))
     box = jnp.where(fg[..., None], fill, box)
     # When not applied, write the target's own box back: one update serves both cases and
     # touches only P*P pixels instead of selecting between two whole images.
     own = lax.dynamic_slice(image, (t[0], t[1], 0), (patch, patch, c))
+    if keep:
+      kept = lax.dynamic_slice(keep[0], (t[0], t[1]), (patch, patch))
+      box = jnp.where(kept[..., None], own, box)
     return lax.dynamic_update_slice(image, jnp.where(on, box, own), (t[0], t[1], 0))
 
-  return jax.vmap(one)(images, partner_images, partner_masks, target_corners, source_corners,
-                       applied)
+  args = (images, partner_images, partner_masks, target_corners, source_corners, applied)
+  if target_masks is not None:
+    args += (target_masks,)
+  return jax.vmap(one)(*args)
 
 
-def draw_partners(rng, batch, partner='permutation'):
+def replace_background(images, partner_images, partner_masks, target_masks, applied, fill=0.0):
+  """replace='background': the target keeps its foreground, everything else is the partner.
+
+  Args:
+    images, partner_images: [B, H, W, C]; row b of partner_images is image b's partner.
+    partner_masks: bool [B, H, W], partner foreground pixels (written as `fill`).
+    target_masks: bool [B, H, W], target foreground pixels (kept).
+    applied: bool [B]; images with False are returned unchanged.
+    fill: scalar or per channel [C].
+  Returns:
+    [B, H, W, C] in the dtype of `images`.
+  """
+  _check_fill(fill, images.shape[-1])
+  fill = jnp.asarray(fill, images.dtype)
+  source = jnp.where(partner_masks[..., None], fill, partner_images.astype(images.dtype))
+  take = applied[:, None, None, None] & ~target_masks[..., None]
+  return jnp.where(take, source, images)
+
+
+def draw_partners(rng, batch, partner='permutation', labels=None):
   """The partner (background source) index of each sample, int32 [batch].
 
   'permutation': shuffle the batch into a random cycle and give each sample the next one, so
@@ -135,12 +209,25 @@ def draw_partners(rng, batch, partner='permutation'):
     one background and never its own (except when batch == 1).
   'uniform': independent uniform draws with replacement; a sample may be its own partner,
     as in the released wrapper (which draws over the whole training set).
+  'other_class': needs `labels` (int [batch]); each sample draws uniformly among the samples
+    with another label (with replacement over samples: one may lend to several), or among
+    all other samples when the batch holds only its label (itself when batch == 1).
   """
   if partner == 'permutation':
     order = jax.random.permutation(rng, batch).astype(jnp.int32)
     return jnp.zeros(batch, jnp.int32).at[order].set(jnp.roll(order, -1))
   if partner == 'uniform':
     return jax.random.randint(rng, (batch,), 0, batch, dtype=jnp.int32)
+  if partner == 'other_class':
+    if labels is None:
+      raise ValueError("partner='other_class' needs the batch labels")
+    labels = jnp.asarray(labels)
+    differ = labels[:, None] != labels[None, :]
+    others = ~jnp.eye(batch, dtype=bool)
+    allowed = jnp.where(differ.any(axis=1, keepdims=True), differ, others)
+    # The argmax of iid uniform scores over the allowed columns is a uniform pick among them.
+    scores = jnp.where(allowed, jax.random.uniform(rng, (batch, batch)), -1.0)
+    return jnp.argmax(scores, axis=1).astype(jnp.int32)
   raise ValueError(f"unknown partner rule {partner!r}; expected one of {PARTNERS}")
 
 
@@ -160,8 +247,24 @@ def _patch_side(images, cams, fg_ratio, patch_frac):
   return patch
 
 
+def _check_mode(placement, replace, num_patches):
+  """Static mixing settings; True when the target's own CAM is needed."""
+  if placement not in PLACEMENTS:
+    raise ValueError(f"unknown placement {placement!r}; expected one of {PLACEMENTS}")
+  if replace not in REPLACES:
+    raise ValueError(f"unknown replace {replace!r}; expected one of {REPLACES}")
+  if not isinstance(num_patches, int) or isinstance(num_patches, bool) or num_patches < 1:
+    raise ValueError(f"num_patches must be an int >= 1, got {num_patches!r}")
+  if replace == 'background' and (num_patches != 1 or placement != PLACEMENTS[0]):
+    raise ValueError("replace='background' replaces every background cell: num_patches and "
+                     "placement have no effect, leave them at 1 and 'anywhere'")
+  return placement == 'background' or replace == 'background'
+
+
 def apply_backmix_from_sources(rng, images, source_images, source_cams, *, fg_ratio=0.25,
-                               patch_frac=0.25, fill=0.0, mix_prob=1.0, return_info=False):
+                               patch_frac=0.25, fill=0.0, mix_prob=1.0, placement='anywhere',
+                               replace='patch', num_patches=1, target_cams=None,
+                               return_info=False):
   """BackMix with given partners: source b lends its background to image b (bank mode).
 
   Args:
@@ -171,11 +274,19 @@ def apply_backmix_from_sources(rng, images, source_images, source_cams, *, fg_ra
     source_cams: [B, g, g] their CAMs, e.g. `bank[source_indices]`; H divisible by g.
     fg_ratio: static, fraction of CAM cells masked as foreground.
     patch_frac: static, box side as a fraction of H.
-    fill: value of masked foreground pixels.
+    fill: value of masked foreground pixels, scalar or per channel [C].
     mix_prob: per-sample probability of mixing; the others are returned unchanged.
+    placement: static, 'anywhere' or 'background' (target foreground pixels keep their own).
+    replace: static, 'patch' (boxes) or 'background' (every target background cell).
+    num_patches: static int >= 1, independent boxes per image for replace='patch'; later
+      boxes overwrite earlier ones where they overlap.
+    target_cams: [B, g, g] CAMs of the targets, e.g. `bank[indices]`; needed (and only read)
+      for placement='background' or replace='background'.
     return_info: static; also return a dict with `partner` (int32 [B], here arange(B): the row
-      of the source stream), `target_box` and `source_box` (int32 [B, 2], top-left row, col),
-      `patch` (int P) and `applied` (bool [B]).
+      of the source stream), `applied` (bool [B]), `source_masks` (bool [B, H, H], the
+      partner's foreground pixels), `target_masks` (bool [B, H, H], the target's, when read);
+      for replace='patch' also `target_box` and `source_box` (int32 [B, 2], top-left row, col;
+      [B, num_patches, 2] when num_patches > 1) and `patch` (int P).
   Returns:
     mixed [B, H, H, C], or (mixed, info).
   """
@@ -185,44 +296,68 @@ def apply_backmix_from_sources(rng, images, source_images, source_cams, *, fg_ra
   if isinstance(mix_prob, (int, float)) and not 0 <= mix_prob <= 1:
     raise ValueError(f"mix_prob must be in [0, 1], got {mix_prob}")
   patch = _patch_side(images, source_cams, fg_ratio, patch_frac)
+  needs_target = _check_mode(placement, replace, num_patches)
+  if needs_target and (target_cams is None or target_cams.shape != source_cams.shape):
+    raise ValueError(f"placement={placement!r}, replace={replace!r} need target_cams shaped like "
+                     f"source_cams {source_cams.shape}, got "
+                     f"{None if target_cams is None else target_cams.shape}")
+  _check_fill(fill, images.shape[-1])
   batch, size = images.shape[0], images.shape[1]
   k_target, k_source, k_apply = jax.random.split(rng, 3)
-  # Released code: randint(0, S - P), exclusive upper bound; S == P leaves only corner 0.
-  high = max(size - patch, 1)
-  target = jax.random.randint(k_target, (batch, 2), 0, high, dtype=jnp.int32)
-  source = jax.random.randint(k_source, (batch, 2), 0, high, dtype=jnp.int32)
   applied = jax.random.uniform(k_apply, (batch,)) < mix_prob  # always True at 1, never at 0
   masks = upsample_mask(foreground_mask(source_cams, fg_ratio), size)
-  mixed = paste_patches(images, source_images, masks, target, source, patch, applied, fill)
+  keep = upsample_mask(foreground_mask(target_cams, fg_ratio), size) if needs_target else None
+  info = dict(partner=jnp.arange(batch, dtype=jnp.int32), applied=applied, source_masks=masks)
+  if keep is not None:
+    info['target_masks'] = keep
+  if replace == 'background':
+    mixed = replace_background(images, source_images, masks, keep, applied, fill)
+  else:
+    # Released code: randint(0, S - P), exclusive upper bound; S == P leaves only corner 0.
+    high = max(size - patch, 1)
+    shape = (batch, 2) if num_patches == 1 else (batch, num_patches, 2)
+    target = jax.random.randint(k_target, shape, 0, high, dtype=jnp.int32)
+    source = jax.random.randint(k_source, shape, 0, high, dtype=jnp.int32)
+    mixed = images
+    for i in range(num_patches):
+      t, s = (target, source) if num_patches == 1 else (target[:, i], source[:, i])
+      mixed = paste_patches(mixed, source_images, masks, t, s, patch, applied, fill, keep)
+    info.update(target_box=target, source_box=source, patch=patch)
   if not return_info:
     return mixed
-  info = dict(partner=jnp.arange(batch, dtype=jnp.int32), target_box=target, source_box=source,
-              patch=patch, applied=applied)
   return mixed, info
 
 
 def apply_backmix(rng, images, cams, *, fg_ratio=0.25, patch_frac=0.25, fill=0.0,
-                  partner='permutation', mix_prob=1.0, return_info=False):
+                  partner='permutation', mix_prob=1.0, labels=None, placement='anywhere',
+                  replace='patch', num_patches=1, return_info=False):
   """BackMix within a batch (live mode): partners are other samples of the same batch.
 
   Args:
     rng: PRNG key.
     images: [B, H, H, C] normalised images, any dtype (the output keeps it).
-    cams: [B, g, g], the CAM of each image (used where that image is someone's partner).
-    partner: static, 'permutation' or 'uniform' (see `draw_partners`).
-    fg_ratio, patch_frac, fill, mix_prob, return_info: as in `apply_backmix_from_sources`;
-      `info['partner']` holds the batch index of each sample's partner.
+    cams: [B, g, g], the CAM of each image (read where that image is someone's partner, and
+      as its own foreground for placement/replace='background').
+    partner: static, one of PARTNERS (see `draw_partners`).
+    labels: int [B], needed for partner='other_class'.
+    fg_ratio, patch_frac, fill, mix_prob, placement, replace, num_patches, return_info: as in
+      `apply_backmix_from_sources`; `info['partner']` holds the batch index of each sample's
+      partner.
   Returns:
     mixed [B, H, H, C], or (mixed, info).
   """
   if partner not in PARTNERS:
     raise ValueError(f"unknown partner rule {partner!r}; expected one of {PARTNERS}")
   images = jnp.asarray(images)
+  cams = jnp.asarray(cams)
   k_partner, k_mix = jax.random.split(rng)
-  partners = draw_partners(k_partner, images.shape[0], partner)
+  partners = draw_partners(k_partner, images.shape[0], partner, labels)
+  needs_target = _check_mode(placement, replace, num_patches)
   out = apply_backmix_from_sources(
-      k_mix, images, images[partners], jnp.asarray(cams)[partners], fg_ratio=fg_ratio,
-      patch_frac=patch_frac, fill=fill, mix_prob=mix_prob, return_info=return_info)
+      k_mix, images, images[partners], cams[partners], fg_ratio=fg_ratio,
+      patch_frac=patch_frac, fill=fill, mix_prob=mix_prob, placement=placement, replace=replace,
+      num_patches=num_patches, target_cams=cams if needs_target else None,
+      return_info=return_info)
   if not return_info:
     return out
   mixed, info = out

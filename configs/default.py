@@ -1,6 +1,6 @@
 """Shared defaults for every benchmark config: each configs/<benchmark>.py starts from these.
 
-Defaults of the BackMix block reproduce the released wrapper (SPEC section 1):
+Defaults of the BackMix block reproduce the released wrapper (docs/method.md):
 top 25 % of CAM cells are foreground, one patch of side 0.25*S, every sample, every step.
 """
 import ml_collections
@@ -52,27 +52,39 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.backmix = ml_collections.ConfigDict(dict(
       enabled=True,
       cam_source="live",     # live: CAMs of this batch | bank: per-example EMA bank (released code)
+                             # | oracle: true masks (data with masks only)
       fg_ratio=0.25,
       patch_frac=0.25,
-      partner="permutation", # permutation | uniform (partners from the local batch, live mode)
+      partner="permutation", # permutation | uniform | other_class (local batch; not bank mode)
+      placement="anywhere",  # anywhere | background: the target's CAM foreground keeps its pixels
+      replace="patch",       # patch: num_patches boxes | background: every target background cell
+      num_patches=1,         # independent boxes per image (replace=patch)
       mix_prob=1.0,
       warmup_epochs=0,       # epochs of plain training before mixing starts
       train_on="mix",        # mix | mix+clean
       cam_norm="minmax",     # minmax | relu | softmax
       cam_batch_stats=False, # clean forward with batch statistics instead of running ones
       fill=0.0,              # value of masked foreground pixels, in normalised space
+      fill_mode="constant",  # constant: `fill` | dataset_mean: training images' channel mean
       bank_momentum=0.1,
   ))
 
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
   c.log_every_steps = 20
-  c.eval_every_epochs = 0    # 0: evaluate only at the end
+  # Evaluators (backmix_jax/evaluation/evaluators.py): name -> every_epochs (0 = only at
+  # the end) and the evaluator's options. open_set always runs at the end.
+  c.evals = ml_collections.ConfigDict(dict(open_set=dict(every_epochs=0)))
+  c.profile_steps = 0        # > 0: jax.profiler trace of that many steps in <workdir>/profile
   c.nan_policy = "stop"      # stop | skip_step
+  c.max_skipped_steps = 10   # skip_step: stop after this many non-finite steps in a row
+  # auto: resume a workdir of the same run, refuse another run's | override: continue it
+  # with this config (appended to <workdir>/history.jsonl); see training/workdir.py
+  c.resume = "auto"
   return c
 
 
-# Training recipes of the base code bases (SPEC section 3). Each sets every field that
+# Training recipes of the base code bases (docs/method.md). Each sets every field that
 # differs between them, so a benchmark config can switch wholesale; the split protocol is
 # separate (--config.protocol). 'model' here is the 32 px backbone; see apply_recipe. A
 # recipe naming a framework is that code base's own method (the others keep config.framework).

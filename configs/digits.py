@@ -23,4 +23,5 @@ def get_config():
   c.optimizer.schedule = "cosine"
   c.checkpoint_every_steps = 40
   c.log_every_steps = 10
+  c.evals.open_set.every_epochs = 2
   return c

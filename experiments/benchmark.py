@@ -202,7 +202,7 @@ def run_benchmark(config, *, steps: int = 20, repeats: int = 3, warmup: int = 2,
   from backmix_jax.data.pipeline import resolve_backend
   from backmix_jax.training import validate
   from backmix_jax.training.setup import build_run
-  from backmix_jax.training.step import make_train_step
+  from backmix_jax.training.step import make_run_step
 
   if min(steps, repeats, device_batches) < 1 or warmup < 0:
     raise validate.ConfigError("steps, repeats and device_batches must be >= 1, warmup >= 0")
@@ -220,8 +220,7 @@ def run_benchmark(config, *, steps: int = 20, repeats: int = 3, warmup: int = 2,
     return jax.device_put(host_state, parallel.replicated(mesh))
 
   def make(cfg):
-    return make_train_step(mesh, model=run.train_model, framework=run.framework, tx=run.tx,
-                           config=cfg, steps_per_epoch=stream.steps_per_epoch)
+    return make_run_step(run, config=cfg)
 
   on_device = [parallel.to_global(b, mesh) for b in stream.batches(0, device_batches)]
   plain_batches = [{k: b[k] for k in ("image", "label", "index")} for b in on_device]

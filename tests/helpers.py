@@ -29,10 +29,8 @@ def quick_config(**overrides):
 def train_step_for(run, framework=None):
   """The data-parallel train step of `run` (built from run.config); `framework` replaces the
   run's (e.g. one with changed constants)."""
-  from backmix_jax.training.step import make_train_step
-  return make_train_step(run.mesh, model=run.train_model, framework=framework or run.framework,
-                         tx=run.tx, config=run.config,
-                         steps_per_epoch=run.stream.steps_per_epoch)
+  from backmix_jax.training.step import make_run_step
+  return make_run_step(run, framework)
 
 
 def build_with_step(config):

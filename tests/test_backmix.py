@@ -332,3 +332,337 @@ def test_bank_init_and_ema_update():
                                        momentum=0.5))
   np.testing.assert_allclose(got[3], 0.5 * cams[3] + 0.5 * start[3], rtol=1e-6)
   np.testing.assert_allclose(got[5], 0.5 * cams[1] + 0.5 * start[5], rtol=1e-6)
+
+
+# ---- Study knobs: placement, replace, num_patches, other_class partners, fill, oracle CAMs ----
+
+def _digest(*arrays):
+  import hashlib
+  h = hashlib.sha256()
+  for x in arrays:
+    h.update(np.ascontiguousarray(np.asarray(x)).tobytes())
+  return h.hexdigest()[:16]
+
+
+def test_defaults_reproduce_the_released_outputs_bit_for_bit():
+  """With every new knob at its default (given explicitly or not) the outputs and draws are the
+  ones the code gave before the knobs existed (digests recorded from it for these keys);
+  mixing is pure data movement, so the bits do not depend on the platform."""
+  images, cams = _make(11, 32, 8, 3, jnp.float32, batch=8)
+  labels = jnp.arange(8) % 3
+  want = {'permutation': ('74275463be8b192f', '85634013e595164d'),
+          'uniform': ('49e2a713ffd75d96', 'dea26f07257009e7')}
+  for partner, (out_digest, draw_digest) in want.items():
+    for extra in ({}, dict(labels=labels, placement='anywhere', replace='patch', num_patches=1)):
+      out, info = jax.jit(functools.partial(backmix.apply_backmix, partner=partner,
+                                            return_info=True, **extra))(jax.random.key(2), images,
+                                                                        cams)
+      assert _digest(out) == out_digest
+      assert _digest(info['partner'], info['target_box'], info['source_box']) == draw_digest
+  sources, source_cams = _make(12, 32, 8, 3, jnp.float32, batch=8)
+  out = jax.jit(functools.partial(backmix.apply_backmix_from_sources, mix_prob=0.5, fill=-1.0))(
+      jax.random.key(3), images, sources, source_cams)
+  assert _digest(out) == 'fd2b9d3f0e9f0ccf'
+  low, low_cams = _make(13, 28, 7, 1, jnp.bfloat16, batch=8)
+  out = _jitted(0.4, 0.5, 'permutation')(jax.random.key(4), low, low_cams)[0]
+  assert _digest(out) == 'b6763f61fa591e38'
+
+
+def _cell_mask(cams, fg_ratio, size):
+  """NumPy top-k foreground of [B, g, g] CAMs, upsampled to bool [B, size, size]."""
+  cams = np.asarray(cams)
+  cell = size // cams.shape[1]
+  return np.stack([np.kron(_np_foreground(c, fg_ratio), np.ones((cell, cell))) > 0 for c in cams])
+
+
+def _expected_boxes(images, partner_images, partner_fg, target_fg, targets, sources, patch, fill):
+  """NumPy reference of `num_patches` boxes pasted in order; target_fg pixels (if given) keep
+  their own values."""
+  out = np.array(images)
+  for b in range(len(out)):
+    masked = np.where(partner_fg[b][..., None], np.asarray(fill, out.dtype), partner_images[b])
+    for (tr, tc), (sr, sc) in zip(np.reshape(targets[b], (-1, 2)), np.reshape(sources[b], (-1, 2))):
+      box = masked[sr:sr + patch, sc:sc + patch]
+      if target_fg is not None:
+        box = np.where(target_fg[b, tr:tr + patch, tc:tc + patch][..., None],
+                       out[b, tr:tr + patch, tc:tc + patch], box)
+      out[b, tr:tr + patch, tc:tc + patch] = box
+  return out
+
+
+@pytest.mark.parametrize('num_patches', [1, 3])
+def test_placement_background_never_changes_target_foreground(num_patches):
+  """placement='background': every pixel of the target's own top-fg_ratio CAM cells keeps its
+  value bit for bit, in live mode (target CAMs = the batch's) and bank mode (given target
+  CAMs); every other pixel is what the plain boxes would write there."""
+  size, grid, fill = 32, 8, -1.5
+  images, cams = _make(5, size, grid, 3, jnp.float32, batch=8)
+  fn = jax.jit(functools.partial(backmix.apply_backmix, placement='background', fill=fill,
+                                 patch_frac=0.5, num_patches=num_patches, return_info=True))
+  mixed, info = fn(jax.random.key(1), images, cams)
+  info = jax.tree.map(np.asarray, info)
+  im, mx = np.asarray(images), np.asarray(mixed)
+  own = _cell_mask(cams, 0.25, size)
+  np.testing.assert_array_equal(info['target_masks'], own)
+  np.testing.assert_array_equal(_bits(mx[own]), _bits(im[own]))
+  partner_fg = _cell_mask(np.asarray(cams)[info['partner']], 0.25, size)
+  want = _expected_boxes(im, im[info['partner']], partner_fg, own, info['target_box'],
+                         info['source_box'], info['patch'], fill)
+  np.testing.assert_array_equal(_bits(mx), _bits(want))
+  assert (mx != im).any(axis=-1)[~own].mean() > 0.05  # background does get replaced
+
+  sources, source_cams = _make(6, size, grid, 3, jnp.float32, batch=8)
+  bank_rows = jax.random.uniform(jax.random.key(7), (8, grid, grid))
+  mixed = jax.jit(functools.partial(backmix.apply_backmix_from_sources, placement='background',
+                                    num_patches=num_patches))(
+      jax.random.key(2), images, sources, source_cams, target_cams=bank_rows)
+  own = _cell_mask(bank_rows, 0.25, size)
+  np.testing.assert_array_equal(_bits(np.asarray(mixed)[own]), _bits(im[own]))
+  with pytest.raises(ValueError, match='target_cams'):
+    backmix.apply_backmix_from_sources(jax.random.key(2), images, sources, source_cams,
+                                       placement='background')
+
+
+def test_replace_background_keeps_target_foreground_and_takes_every_other_cell():
+  """replace='background': the target's fg cells are unchanged; every other pixel is the
+  partner's pixel at the same place, or exactly the fill (per channel here) on the partner's
+  foreground; unapplied samples (mix_prob) are returned unchanged."""
+  size, grid = 28, 7
+  fill = np.array([-1.5, 0.25, 2.0], np.float32)
+  images, cams = _make(8, size, grid, 3, jnp.float32, batch=16)
+  fn = jax.jit(functools.partial(backmix.apply_backmix, replace='background', fill=fill,
+                                 mix_prob=0.7, return_info=True))
+  mixed, info = fn(jax.random.key(3), images, cams)
+  info = jax.tree.map(np.asarray, info)
+  assert 'target_box' not in info
+  im, mx = np.asarray(images), np.asarray(mixed)
+  partner = info['partner']
+  own = _cell_mask(cams, 0.25, size)
+  partner_fg = _cell_mask(np.asarray(cams)[partner], 0.25, size)
+  want = np.where(partner_fg[..., None], fill, im[partner])
+  want = np.where(own[..., None], im, want)
+  applied = info['applied']
+  assert 0 < applied.sum() < 16
+  want[~applied] = im[~applied]
+  np.testing.assert_array_equal(_bits(mx), _bits(want))
+  np.testing.assert_array_equal(_bits(mx[own]), _bits(im[own]))
+  with pytest.raises(ValueError, match='no effect'):
+    backmix.apply_backmix(jax.random.key(0), images, cams, replace='background', num_patches=2)
+
+
+def test_num_patches_pastes_that_many_independent_boxes():
+  """num_patches=n draws [B, n, 2] corners in the released range, row and column and the n
+  boxes independently; the output is the n masked partner boxes pasted in order, the rest of
+  the image unchanged bit for bit."""
+  size, n, fill = 32, 4, -1.5
+  images, cams = _make(9, size, 8, 1, jnp.float32, batch=64)
+  mixed, info = jax.jit(functools.partial(backmix.apply_backmix, num_patches=n, fill=fill,
+                                          return_info=True))(jax.random.key(4), images, cams)
+  info = jax.tree.map(np.asarray, info)
+  p = info['patch']
+  for name in ('target_box', 'source_box'):
+    assert info[name].shape == (64, n, 2)
+    assert info[name].min() == 0 and info[name].max() == size - p - 1
+    assert (info[name][:, 0] != info[name][:, 1]).any(-1).mean() > 0.9  # boxes differ
+  im = np.asarray(images)
+  partner_fg = _cell_mask(np.asarray(cams)[info['partner']], 0.25, size)
+  want = _expected_boxes(im, im[info['partner']], partner_fg, None, info['target_box'],
+                         info['source_box'], p, fill)
+  np.testing.assert_array_equal(_bits(mixed), _bits(want))
+  covered = np.zeros((64, size, size), bool)
+  for b in range(64):
+    for tr, tc in info['target_box'][b]:
+      covered[b, tr:tr + p, tc:tc + p] = True
+  np.testing.assert_array_equal(_bits(np.asarray(mixed)[~covered]), _bits(im[~covered]))
+  with pytest.raises(ValueError, match='num_patches'):
+    backmix.apply_backmix(jax.random.key(0), images, cams, num_patches=0)
+
+
+def test_other_class_partners_never_share_the_label():
+  """partner='other_class': when the batch holds another label, the partner's label always
+  differs, and over draws (small batches) every other-label sample is picked; with one label
+  the partner is any other sample (never itself), with batch 1 itself; labels are required."""
+  draw = jax.jit(backmix.draw_partners, static_argnums=(1, 2))
+  r = np.random.default_rng(0)
+  for batch in (2, 7, 32):
+    labels = r.integers(0, 3, batch)
+    labels[0], labels[1] = 0, 1  # at least two labels
+    seen = np.zeros((batch, batch), bool)
+    for seed in range(40):
+      p = np.asarray(draw(jax.random.key(seed), batch, 'other_class', jnp.asarray(labels)))
+      assert p.dtype == np.int32 and (labels[p] != labels).all()
+      seen[np.arange(batch), p] = True
+    if batch < 10:  # few enough candidates for 40 draws to reach each of them
+      np.testing.assert_array_equal(seen, labels[:, None] != labels[None, :])
+  same = np.asarray(draw(jax.random.key(0), 5, 'other_class', jnp.zeros(5, jnp.int32)))
+  assert (same != np.arange(5)).all() and same.min() >= 0 and same.max() < 5
+  assert np.asarray(draw(jax.random.key(0), 1, 'other_class', jnp.zeros(1, jnp.int32))) == [0]
+  images, cams = _make(0, 28, 7, 1, jnp.float32)
+  labels = jnp.array([0, 0, 0, 1, 1, 2])
+  _, info = jax.jit(functools.partial(backmix.apply_backmix, partner='other_class',
+                                      return_info=True))(jax.random.key(1), images, cams,
+                                                         labels=labels)
+  assert (np.asarray(labels)[np.asarray(info['partner'])] != np.asarray(labels)).all()
+  with pytest.raises(ValueError, match='labels'):
+    backmix.apply_backmix(jax.random.key(1), images, cams, partner='other_class')
+
+
+def test_dataset_mean_fill_is_the_normalised_channel_mean():
+  """fill_mode='dataset_mean' resolves (training.setup.backmix_fill) to float32 [C], the mean of
+  the normalised training images per channel, for both normalisations; 'constant' keeps
+  `fill`; a [C] fill lands channel by channel on the partner's foreground, and a fill of the
+  wrong length is refused."""
+  from backmix_jax.data.augment import normalize
+  from backmix_jax.data.sources import ArraySplit
+  from backmix_jax.training.setup import backmix_fill
+  from tests.helpers import quick_config
+  r = np.random.default_rng(0)
+  images = r.integers(0, 256, (20, 8, 8, 3), np.uint8)
+  images[..., 2] //= 4  # distinct channel means
+  train = ArraySplit(images, np.zeros(20, np.int64))
+  for norm in ('cssr', 'unit'):
+    config = quick_config(**{'backmix.fill_mode': 'dataset_mean', 'data.normalize': norm})
+    fill = backmix_fill(config, train)
+    want = np.asarray(normalize(jnp.asarray(images), norm)).mean(axis=(0, 1, 2))
+    assert fill.dtype == np.float32 and fill.shape == (3,)
+    np.testing.assert_allclose(fill, want, rtol=1e-5, atol=1e-6)
+  assert backmix_fill(quick_config(**{'backmix.fill': -0.5}), train) == -0.5
+
+  x, cams = _make(1, 32, 8, 3, jnp.float32)
+  fill = jnp.array([-1.5, 0.5, 1.75])
+  mixed, info = backmix.apply_backmix(jax.random.key(2), x, cams, fill=fill, patch_frac=1.0,
+                                      return_info=True)
+  fg = np.asarray(info['source_masks'])  # one box as large as the image: all of it
+  np.testing.assert_array_equal(np.asarray(mixed)[fg], np.broadcast_to(fill, (fg.sum(), 3)))
+  np.testing.assert_array_equal(np.asarray(mixed)[~fg], np.asarray(x)[np.asarray(
+      info['partner'])][~fg])
+  with pytest.raises(ValueError, match='fill'):
+    backmix.apply_backmix(jax.random.key(2), x, cams, fill=jnp.zeros(2))
+
+
+def test_oracle_cams_are_the_true_foreground_fraction_per_cell():
+  """oracle_cams: each cell holds the fraction of true-foreground pixels in it (NumPy block
+  mean); fully covered cells rank first in the foreground mask; shapes are checked."""
+  r = np.random.default_rng(0)
+  masks = r.random((3, 28, 28)) > 0.7
+  masks[0] = False
+  masks[0, 4:12, 8:16] = True  # exactly cells (1, 2), (1, 3), (2, 2), (2, 3) of a 7x7 grid
+  cams = np.asarray(jax.jit(backmix.oracle_cams, static_argnums=1)(jnp.asarray(masks), 7))
+  assert cams.dtype == np.float32 and cams.shape == (3, 7, 7)
+  np.testing.assert_allclose(cams, masks.reshape(3, 7, 4, 7, 4).mean(axis=(2, 4)), rtol=1e-6)
+  fg = np.asarray(backmix.foreground_mask(jnp.asarray(cams[:1]), 4 / 49))[0]
+  assert fg[1:3, 2:4].all() and fg.sum() == 4
+  with pytest.raises(ValueError):
+    backmix.oracle_cams(jnp.asarray(masks), 8)
+
+
+def test_new_settings_are_validated():
+  """Config checks: the allowed values come from backmix's tuples; unknown values, num_patches
+  < 1, and settings a mode ignores (partner in bank mode, num_patches or placement with
+  replace='background', cam_norm / cam_batch_stats with oracle CAMs, fill with dataset_mean)
+  are each named; 'oracle' on data without masks is one clear ConfigError from build_run."""
+  from backmix_jax.training import validate
+  from backmix_jax.training.setup import build_run
+  from tests.helpers import quick_config
+  assert validate.CHOICES['backmix.partner'] is backmix.PARTNERS
+  assert validate.CHOICES['backmix.cam_source'] is backmix.CAM_SOURCES
+  assert validate.problems(quick_config(**{
+      'backmix.placement': 'background', 'backmix.num_patches': 3, 'backmix.partner':
+      'other_class', 'backmix.fill_mode': 'dataset_mean', 'backmix.cam_source': 'oracle'})) == []
+  cases = [
+      ({'backmix.placement': 'object'}, "backmix.placement='object' is not one of anywhere"),
+      ({'backmix.replace': 'all'}, "backmix.replace='all' is not one of patch, background"),
+      ({'backmix.fill_mode': 'median'}, "backmix.fill_mode='median' is not one of constant"),
+      ({'backmix.cam_source': 'truth'}, "is not one of live, bank, oracle"),
+      ({'backmix.num_patches': 0}, 'num_patches must be an integer >= 1'),
+      ({'backmix.cam_source': 'bank', 'backmix.partner': 'uniform'},
+       "backmix.partner='uniform' has no effect with cam_source='bank'"),
+      ({'backmix.cam_source': 'bank', 'backmix.partner': 'other_class'}, 'has no effect'),
+      ({'backmix.replace': 'background', 'backmix.num_patches': 2},
+       "num_patches=2 has no effect with replace='background'"),
+      ({'backmix.replace': 'background', 'backmix.placement': 'background'},
+       "placement='background' has no effect with replace='background'"),
+      ({'backmix.cam_source': 'oracle', 'backmix.cam_norm': 'relu'},
+       "cam_norm='relu' has no effect with cam_source='oracle'"),
+      ({'backmix.cam_source': 'oracle', 'backmix.cam_batch_stats': True}, 'cam_batch_stats'),
+      ({'backmix.fill_mode': 'dataset_mean', 'backmix.fill': 1.0}, "fill_mode='dataset_mean'"),
+  ]
+  for overrides, message in cases:
+    found = validate.problems(quick_config(**overrides))
+    assert len(found) == 1 and message in found[0], (overrides, found)
+  with pytest.raises(validate.ConfigError, match="cam_source='oracle' needs true foreground "
+                                                 "masks, but the training data of "
+                                                 "data.source='digits' has none"):
+    build_run(quick_config(**{'backmix.cam_source': 'oracle', 'data.image_size': 16}))
+
+
+def _digits_with_masks(config):
+  """The digits open set with a true foreground for every training image (its bright pixels)."""
+  import dataclasses
+  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.sources import ArraySplit
+  data = load_open_set(config)
+  t = data.train
+  return dataclasses.replace(data, train=ArraySplit(t.images, t.labels, t.images[..., 0] > 64))
+
+
+def test_batches_carry_true_masks_when_the_split_has_them():
+  """Both input pipelines add fg_mask bool [b, H, W] = masks[index] when the training split has
+  masks (bank mode's partner stream included) and leave it out when it has none."""
+  from backmix_jax.data.pipeline import TrainStream
+  from backmix_jax.data.sources import ArraySplit
+  r = np.random.default_rng(0)
+  images = r.integers(0, 256, (40, 8, 8, 1), np.uint8)
+  split = ArraySplit(images, r.integers(0, 3, 40), images[..., 0] > 128)
+  for backend in ('numpy', 'tf'):
+    for partner_stream in (False, True):
+      stream = TrainStream(split, 16, 0, partner_stream=partner_stream, backend=backend)
+      for batch in stream.batches(0, 3):
+        assert batch['fg_mask'].dtype == np.bool_ and batch['fg_mask'].shape == (16, 8, 8)
+        np.testing.assert_array_equal(batch['fg_mask'], split.masks[batch['index']])
+    bare = TrainStream(ArraySplit(images, split.labels), 16, 0, backend=backend)
+    assert 'fg_mask' not in next(iter(bare.batches(0, 1)))
+
+
+def test_train_step_runs_with_the_new_knobs(tmp_path):
+  """Two data-parallel train steps through the real pipeline run and stay finite with oracle
+  CAMs from the batch's true masks, background placement, two patches, other-class partners,
+  the dataset-mean fill and mix+clean; without the fill value the step refuses to build
+  (ConfigError); the
+  mixing picture shows the same settings (the target's own foreground untouched, other-class
+  partners, true masks carried)."""
+  from backmix_jax import parallel
+  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.step import make_train_step
+  from backmix_jax.training.validate import ConfigError
+  from experiments import visualize as vis
+  from tests.helpers import fresh_state, quick_config
+  config = quick_config(**{
+      'data.image_size': 16, 'batch_size': 64, 'backmix.cam_source': 'oracle',
+      'backmix.placement': 'background', 'backmix.num_patches': 2,
+      'backmix.partner': 'other_class', 'backmix.fill_mode': 'dataset_mean',
+      'backmix.train_on': 'mix+clean'})
+  run = build_run(config, _digits_with_masks(config))
+  assert np.shape(run.fill) == run.data.train.images.shape[-1:]
+  assert (-2.0 < run.fill).all() and (run.fill < 0.0).all()  # mostly dark digits
+  kwargs = dict(model=run.train_model, framework=run.framework, tx=run.tx, config=config,
+                steps_per_epoch=run.stream.steps_per_epoch)
+  with pytest.raises(ConfigError, match='run.fill'):  # one line on the command line
+    make_train_step(run.mesh, **kwargs)
+  step_fn = make_train_step(run.mesh, fill=run.fill, **kwargs)
+  state = fresh_state(run)
+  for batch in run.stream.batches(0, 2):
+    state, metrics = step_fn(state, parallel.to_global(batch, run.mesh))
+  assert int(state.step) == 2 and bool(metrics['finite']) and np.isfinite(float(metrics['loss']))
+
+  rows = np.arange(6)
+  train = run.data.train
+  panels = vis.mixing_panels(run, state, train.images[rows], train.labels[rows], rows,
+                             jax.random.key(0), masks=train.masks[rows])
+  own = panels['target_masks']
+  np.testing.assert_array_equal(panels['mixed'][own], panels['images'][own])
+  np.testing.assert_array_equal(panels['partner_true_masks'], train.masks[rows][panels['partner']])
+  assert (panels['labels'][panels['partner']] != panels['labels']).all()
+  assert panels['target_box'].shape == (6, 2, 2)
+  vis.render_grid(panels, str(tmp_path / 'grid.png'), config.data.normalize)
+  assert (tmp_path / 'grid.png').stat().st_size > 0

@@ -5,7 +5,7 @@ python tools/minimal_step_speed.py [--batch 128] [--steps 4] [--repeats 3]
 Times, in alternating blocks, (a) a minimal `jax.jit` SGD step written directly against
 the classifier32 backbone (train-mode batch norm, channel dropout, GAP, a bias-free dense
 layer, cross-entropy, SGD with momentum) and (b) the project's plain step
-(`training.step.make_train_step`, BackMix off: shard_map, pmean, metrics, finiteness check)
+(`training.step.make_run_step`, BackMix off: shard_map, pmean, metrics, finiteness check)
 on the same synthetic batch, and prints the median images/s of each. Used for
 docs/benchmarks.md's CPU note; it measures, it asserts nothing.
 """
@@ -25,7 +25,7 @@ import optax  # noqa: E402
 from backmix_jax import parallel  # noqa: E402
 from backmix_jax.models import get_backbone  # noqa: E402
 from backmix_jax.training.setup import build_run  # noqa: E402
-from backmix_jax.training.step import make_train_step  # noqa: E402
+from backmix_jax.training.step import make_run_step  # noqa: E402
 from configs import digits  # noqa: E402
 from experiments.benchmark import step_block, synthetic_open_set, time_blocks  # noqa: E402
 
@@ -70,8 +70,7 @@ def project_block(batch: int):
   c = digits.get_config()
   c.model, c.batch_size, c.backmix.enabled, c.data.backend = "classifier32", batch, False, "numpy"
   run = build_run(c, data=synthetic_open_set(32, 3, 6, 8 * batch))
-  step = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
-                         config=c, steps_per_epoch=run.stream.steps_per_epoch)
+  step = make_run_step(run)
   data = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
   # The step donates its input state: start from a copy of the run's.
   state = jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, run.state)

@@ -53,6 +53,7 @@ class TrainStream:
 
   Each batch is a dict of NumPy arrays of this process's local share:
     image uint8 [b,H,W,C], label int32 [b], index int32 [b] (row in the training set);
+    fg_mask bool [b,H,W] (true foreground) when the split has masks;
     with `partner_stream=True` also partner_image, partner_index: a second,
     independently shuffled pass over the whole training set (BackMix bank mode).
   """
@@ -103,6 +104,8 @@ class TrainStream:
 def _gather(data: ArraySplit, idx: np.ndarray, pidx: np.ndarray | None) -> dict:
   batch = dict(image=data.images[idx], label=data.labels[idx].astype(np.int32),
                index=idx.astype(np.int32))
+  if data.masks is not None:
+    batch["fg_mask"] = data.masks[idx]
   if pidx is not None:
     batch.update(partner_image=data.images[pidx], partner_index=pidx.astype(np.int32))
   return batch
@@ -140,6 +143,7 @@ def _tf_batches(data, idx, pidx) -> Iterator[dict]:
   import tensorflow as tf
   images = tf.constant(data.images)
   labels = tf.constant(data.labels.astype(np.int32))
+  masks = None if data.masks is None else tf.constant(data.masks)
   slices = {"index": idx.astype(np.int32)}
   if pidx is not None:
     slices["partner_index"] = pidx.astype(np.int32)
@@ -147,6 +151,8 @@ def _tf_batches(data, idx, pidx) -> Iterator[dict]:
   def gather(d):
     out = dict(image=tf.gather(images, d["index"]), label=tf.gather(labels, d["index"]),
                index=d["index"])
+    if masks is not None:
+      out["fg_mask"] = tf.gather(masks, d["index"])
     if "partner_index" in d:
       out.update(partner_image=tf.gather(images, d["partner_index"]),
                  partner_index=d["partner_index"])

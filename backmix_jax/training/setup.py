@@ -7,6 +7,7 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from backmix_jax import parallel
@@ -14,9 +15,10 @@ from backmix_jax.data import augment
 from backmix_jax.data.benchmark import load_open_set
 from backmix_jax.data.openset import OpenSetData
 from backmix_jax.data.pipeline import TrainStream
+from backmix_jax.data.sources import ArraySplit
 from backmix_jax.frameworks import Framework, get_framework
 from backmix_jax.models import get_backbone
-from backmix_jax.training import checkpointing
+from backmix_jax.training import checkpointing, validate
 from backmix_jax.training.optimizer import make_optimizer
 from backmix_jax.training.state import TrainState, create_train_state
 
@@ -33,6 +35,7 @@ class Run:
   tx: optax.GradientTransformation
   state: TrainState     # freshly initialised, replicated over the mesh
   signature: dict
+  fill: object = 0.0    # BackMix fill for make_train_step: float or float32 [C], backmix_fill
 
   @property
   def total_steps(self) -> int:
@@ -48,8 +51,23 @@ def build_network(config, num_classes: int, framework: Framework, bn_axis_name) 
   return framework.build_network(backbone, num_classes, dtype, bn_axis_name)
 
 
+def backmix_fill(config, train: ArraySplit):
+  """The value BackMix writes on masked pixels: config.backmix.fill (fill_mode='constant'), or
+  with 'dataset_mean' the per-channel mean of the training images in normalised space,
+  float32 [C], computed once on the host (normalisation is affine: the mean of the normalised
+  images is the normalised mean pixel)."""
+  b = config.backmix
+  if b.fill_mode == "constant":
+    return b.fill
+  if b.fill_mode != "dataset_mean":
+    raise validate.ConfigError(f"backmix.fill_mode={b.fill_mode!r} is unknown")
+  mean = train.images.mean(axis=(0, 1, 2), dtype=np.float64)  # [C], on the 0..255 scale
+  return np.asarray(augment.normalize(mean.astype(np.float32), config.data.normalize), np.float32)
+
+
 def build_run(config, data: OpenSetData | None = None) -> Run:
   data = load_open_set(config) if data is None else data
+  validate.check_data(config, data)
   mesh = parallel.make_mesh(config.num_devices or None)
   framework = get_framework(config.framework)
   k = data.num_classes
@@ -66,4 +84,5 @@ def build_run(config, data: OpenSetData | None = None) -> Run:
   state = init(jax.random.key(config.seed), sample)
   signature = checkpointing.model_signature(config, data.known_classes, data.train.images.shape[1:],
                                            bank_size)
-  return Run(config, data, mesh, framework, train_model, eval_model, stream, tx, state, signature)
+  return Run(config, data, mesh, framework, train_model, eval_model, stream, tx, state, signature,
+             backmix_fill(config, data.train))

@@ -21,33 +21,52 @@ from backmix_jax import backmix
 from backmix_jax.data import augment as aug
 from backmix_jax.parallel import DATA_AXIS
 from backmix_jax.training.cams import model_cams
+from backmix_jax.training.optimizer import learning_rate_schedule
 from backmix_jax.training.state import TrainState
+from backmix_jax.training.validate import ConfigError
 
 
 def backmix_images(rng, model, framework, state: TrainState, images, labels, batch, bcfg,
-                   normalization: str, steps_per_epoch: int):
+                   normalization: str, steps_per_epoch: int, fill=None):
   """Mix background patches into normalised images [b,H,W,C] of one device.
 
   Returns (images [b,H,W,C], new bank). The CAMs come from a gradient-free forward of
-  the clean images; in bank mode partners come from the batch's second stream and
-  their CAMs from the bank, which is refreshed (EMA) with the CAMs of this batch.
+  the clean images (cam_source='oracle': from the batch's true masks fg_mask [b,H,W]);
+  in bank mode partners come from the batch's second stream and their CAMs from the
+  bank, which is refreshed (EMA) with the CAMs of this batch. `fill`: the value of
+  masked pixels, scalar or [C]; None means bcfg.fill (fill_mode='constant').
   """
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  cams = model_cams(model, framework, variables, images, labels, norm=bcfg.cam_norm,
-                    batch_stats=bcfg.cam_batch_stats, rng=jax.random.fold_in(rng, 1))
-  common = dict(fg_ratio=bcfg.fg_ratio, patch_frac=bcfg.patch_frac, fill=bcfg.fill,
-                mix_prob=bcfg.mix_prob)
+  if fill is None:
+    if bcfg.fill_mode != "constant":
+      raise ValueError(f"backmix.fill_mode={bcfg.fill_mode!r} needs its fill value passed in "
+                       "(training.setup.Run.fill)")
+    fill = bcfg.fill
+  if bcfg.cam_source == "oracle":
+    # The bank placeholder has the network's CAM grid; no forward is needed.
+    cams = backmix.oracle_cams(batch["fg_mask"], state.bank.shape[-1])
+  else:
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    cams = model_cams(model, framework, variables, images, labels, norm=bcfg.cam_norm,
+                      batch_stats=bcfg.cam_batch_stats, rng=jax.random.fold_in(rng, 1))
+  common = dict(fg_ratio=bcfg.fg_ratio, patch_frac=bcfg.patch_frac, fill=fill,
+                mix_prob=bcfg.mix_prob, placement=bcfg.placement, replace=bcfg.replace,
+                num_patches=bcfg.num_patches)
   bank = state.bank
   if bcfg.cam_source == "bank":
     partner_images = aug.normalize(batch["partner_image"], normalization)
+    # Targets' own foreground (placement/replace='background'): their bank rows, before
+    # this batch refreshes them.
+    own = "background" in (bcfg.placement, bcfg.replace)
     mixed = backmix.apply_backmix_from_sources(
-        rng, images, partner_images, bank[batch["partner_index"]], **common)
+        rng, images, partner_images, bank[batch["partner_index"]],
+        target_cams=bank[batch["index"]] if own else None, **common)
     # Every device refreshes its own rows; gathering keeps the bank replicated.
     all_idx = lax.all_gather(batch["index"], DATA_AXIS, tiled=True, to="invarying")
     all_cams = lax.all_gather(cams, DATA_AXIS, tiled=True, to="invarying")
     bank = backmix.update_bank(bank, all_idx, all_cams, momentum=bcfg.bank_momentum)
   else:
-    mixed = backmix.apply_backmix(rng, images, cams, partner=bcfg.partner, **common)
+    mixed = backmix.apply_backmix(rng, images, cams, partner=bcfg.partner, labels=labels,
+                                  **common)
   if bcfg.warmup_epochs:
     active = state.step >= int(bcfg.warmup_epochs * steps_per_epoch)
     mixed = jnp.where(active, mixed, images)
@@ -55,9 +74,10 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
 
 
 def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, config,
-                    steps_per_epoch: int):
+                    steps_per_epoch: int, fill=None):
   """One device's part of a train step. batch: image uint8 [b,H,W,C], label int32 [b],
-  index int32 [b] (+ partner_image, partner_index in bank mode). Returns (state, metrics)."""
+  index int32 [b] (+ partner_image, partner_index in bank mode; + fg_mask bool [b,H,W] when
+  the data has true masks). fill: see `backmix_images`. Returns (state, metrics)."""
   dcfg, bcfg = config.data, config.backmix
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   key = jax.random.fold_in(key, lax.axis_index(DATA_AXIS))  # each device its own draws
@@ -67,7 +87,7 @@ def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, con
   bank = state.bank
   if bcfg.enabled:
     mixed, bank = backmix_images(k_mix, model, framework, state, images, labels, batch, bcfg,
-                                 dcfg.normalize, steps_per_epoch)
+                                 dcfg.normalize, steps_per_epoch, fill)
     if bcfg.train_on == "mix+clean":
       mixed = jnp.concatenate([mixed, images])
       labels = jnp.concatenate([labels, labels])
@@ -106,18 +126,36 @@ def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, con
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state,
                              state.replace(step=state.step + 1))
   accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == labels)
-  metrics = dict(loss=loss, accuracy=accuracy, **extras, **extra_metrics)
+  # The rate this step applied and the norm of the averaged gradient it applied it to.
+  learning_rate = learning_rate_schedule(config.optimizer, steps_per_epoch,
+                                         config.num_epochs)(state.step)
+  metrics = dict(loss=loss, accuracy=accuracy, learning_rate=learning_rate,
+                 grad_norm=optax.tree.norm(grads), **extras, **extra_metrics)
   metrics = lax.pmean(metrics, DATA_AXIS)
   metrics["finite"] = finite
   return new_state, metrics
 
 
-def make_train_step(mesh, *, model, framework, tx, config, steps_per_epoch: int):
+def make_train_step(mesh, *, model, framework, tx, config, steps_per_epoch: int, fill=None):
   """jit(shard_map(per_device_step)): (state, global batch) -> (state, metrics).
 
-  The state is donated: its buffers are reused for the new state.
+  The state is donated: its buffers are reused for the new state. fill: BackMix's value of
+  masked pixels, scalar or [C] (`Run.fill`); None means config.backmix.fill, which only
+  fill_mode='constant' allows.
   """
+  bcfg = config.backmix
+  if bcfg.enabled and fill is None and bcfg.fill_mode != "constant":
+    raise ConfigError(f"backmix.fill_mode={bcfg.fill_mode!r}: pass fill=run.fill (the training "
+                      "set's channel mean, computed by training.setup.build_run)")
   body = functools.partial(per_device_step, model=model, framework=framework, tx=tx,
-                           config=config, steps_per_epoch=steps_per_epoch)
+                           config=config, steps_per_epoch=steps_per_epoch, fill=fill)
   mapped = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()))
   return jax.jit(mapped, donate_argnums=0)
+
+
+def make_run_step(run, framework=None, config=None):
+  """`make_train_step` for a built run (`training.setup.build_run`): its mesh, networks,
+  optimiser, steps per epoch and BackMix fill; `framework` or `config` replace the run's."""
+  return make_train_step(run.mesh, model=run.train_model, framework=framework or run.framework,
+                         tx=run.tx, config=config or run.config,
+                         steps_per_epoch=run.stream.steps_per_epoch, fill=run.fill)

@@ -15,41 +15,59 @@ import jax
 
 from backmix_jax import parallel
 from backmix_jax.evaluation import report
-from backmix_jax.evaluation.predict import evaluate_open_set
-from backmix_jax.training import checkpointing, validate
+from backmix_jax.evaluation.evaluators import build_evaluators, due, run_evaluators
+from backmix_jax.training import checkpointing, identity, validate
 from backmix_jax.training.logging import MetricLogger, format_duration, log
 from backmix_jax.training.setup import Run, build_run
-from backmix_jax.training.step import make_train_step
+from backmix_jax.training.step import make_run_step
+from backmix_jax.training.workdir import claim as claim_workdir
 
 
 class NonFiniteError(RuntimeError):
-  """Loss or gradients became NaN/inf under nan_policy='stop'."""
+  """Loss or gradients became NaN/inf under nan_policy='stop', or stayed so for
+  max_skipped_steps steps in a row under nan_policy='skip_step'."""
 
 
 class Preempted(Exception):
-  """Training stopped on SIGTERM after saving a checkpoint; rerunning resumes."""
+  """Training stopped on SIGTERM or Ctrl-C after saving a checkpoint; rerunning resumes.
+
+  exit_code: 0 for SIGTERM (a scheduler's stop is a clean end), 130 for Ctrl-C (128 +
+  SIGINT, as a shell reports an interrupted command).
+  """
+
+  def __init__(self, message: str, exit_code: int = 0):
+    super().__init__(message)
+    self.exit_code = exit_code
 
 
 class PreemptionWatch:
-  """Notices SIGTERM (a preempted TPU VM or a scheduler's stop) between steps.
+  """Notices SIGTERM (a preempted TPU VM or a scheduler's stop) and Ctrl-C between steps.
 
   With several processes, Orbax's preemption check makes every host agree on the same step
   to stop at (a signal reaches hosts at different times); alone, a signal handler sets a
-  flag that the loop reads after each step, a plain Python check with no device sync.
+  flag that the loop reads after each step, a plain Python check with no device sync. A
+  second Ctrl-C raises KeyboardInterrupt at once, for a user who will not wait for the save.
+  Ctrl-C is left to Python's default on several processes, which could not agree on a step.
   """
 
   def __init__(self, ckpt):
     self.ckpt = ckpt
     self.flag = False
-    self.previous = None
+    self.signal = "SIGTERM"
+    self.previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self.previous = signal.signal(signal.SIGTERM, self._handle)
+      watched = [signal.SIGTERM] + ([signal.SIGINT] if jax.process_count() == 1 else [])
+      self.previous = {s: signal.signal(s, self._handle) for s in watched}
     return self
 
   def _handle(self, signum, frame):
+    if signum == signal.SIGINT and self.flag:
+      signal.signal(signal.SIGINT, signal.default_int_handler)
+      raise KeyboardInterrupt
     self.flag = True
+    self.signal = signal.Signals(signum).name
 
   def requested(self, step: int) -> bool:
     if jax.process_count() > 1:
@@ -57,50 +75,78 @@ class PreemptionWatch:
     return self.flag
 
   def __exit__(self, *exc):
-    if self.previous is not None:
-      signal.signal(signal.SIGTERM, self.previous)
+    for s, previous in self.previous.items():
+      signal.signal(s, previous)
     return False
 
 
-def save_config(config, workdir: str):
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-
-def evaluate_run(run: Run, state, workdir: str, logger: MetricLogger | None = None, *,
-                 arpl_compat: bool = False) -> dict:
-  """Open-set metrics of `state` on the run's test data, shared by train and evaluate.
-
-  Writes metrics.json (with a `run` block naming what was evaluated), metrics.md,
-  eval_outputs.npz and the ROC, score-histogram and OSCR plots in `workdir`.
-  """
+def run_record(run: Run, arpl_compat: bool = False) -> dict:
+  """The `run` block of metrics.json: what was evaluated."""
   cfg = run.config
-  metrics, outputs = evaluate_open_set(
-      run.eval_model, run.framework, run.variables(state), run.data, score=cfg.score,
-      batch_size=cfg.eval_batch_size, normalization=cfg.data.normalize, mesh=run.mesh,
-      arpl_compat=arpl_compat)
-  metrics["step"] = int(state.step)
-  metrics["run"] = dict(
-      dataset=cfg.dataset, protocol=cfg.protocol, trial=int(cfg.trial),
-      known_classes=[int(c) for c in run.data.known_classes], model=cfg.model,
-      framework=cfg.framework, backmix=bool(cfg.backmix.enabled),
+  ident = identity.run_identity(cfg)
+  return dict(
+      dataset=ident["dataset"], protocol=ident["protocol"], trial=ident["trial"],
+      known_classes=[int(c) for c in run.data.known_classes], model=ident["model"],
+      framework=ident["framework"], backmix=ident["backmix.enabled"],
       num_epochs=int(cfg.num_epochs), total_steps=int(run.total_steps),
       arpl_compat=bool(arpl_compat))
-  if jax.process_index() == 0:
-    report.write_evaluation(workdir, metrics, outputs)
+
+
+def log_evaluations(results: dict, evaluators, step: int, epoch: int, logger) -> None:
+  """One progress line per evaluator and one `eval` record in metrics.jsonl/TensorBoard
+  (the open-set metrics under their own names, the others as `<evaluator>/<metric>`)."""
+  flat = {}
+  for name, metrics in results.items():
+    log(f"eval   step {step} epoch {epoch} | {name}: {evaluators[name][0].summary(metrics)}")
+    flat |= {(k if name == "open_set" else f"{name}/{k}"): v for k, v in metrics.items()}
   if logger is not None:
-    logger.write(int(state.step), {k: v for k, v in metrics.items()
-                                   if isinstance(v, (int, float))}, prefix="eval")
+    logger.write(step, dict(flat, epoch=epoch), prefix="eval")
+
+
+def evaluate_run(run: Run, state, directory: str, logger: MetricLogger | None = None, *,
+                 arpl_compat: bool = False, evaluators=None, tag: str = "") -> dict:
+  """Every evaluator of the run on `state`, shared by train, evaluate and trials.
+
+  Writes metrics{tag}.json (the open-set metrics, `score`, `step`, a `run` block naming what
+  was evaluated, and one block per other evaluator), metrics{tag}.md, eval_outputs{tag}.npz,
+  the ROC, score-histogram and OSCR plots and each evaluator's own files in `directory`.
+  `evaluators` defaults to those of config.evals (`evaluators.build_evaluators`).
+  """
+  if evaluators is None:
+    evaluators = build_evaluators(run, directory,
+                                  overrides={"open_set": dict(arpl_compat=arpl_compat)})
+  step = int(state.step)
+  results = run_evaluators(evaluators, list(evaluators), state)
+  log_evaluations(results, evaluators, step, -(-step // run.stream.steps_per_epoch), logger)
+  open_set = evaluators["open_set"][0]
+  metrics = dict(results.pop("open_set"), score=open_set.scorer().score, step=step,
+                 run=run_record(run, open_set.opts["arpl_compat"]))
+  metrics |= results
+  if jax.process_index() == 0:
+    sections = [evaluators[name][0].markdown(m) for name, m in results.items()]
+    report.write_evaluation(directory, metrics, open_set.outputs, tag=tag, sections=sections)
+    for name in results:
+      evaluators[name][0].write(directory, tag)
   return metrics
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Train per `config` in `workdir` (resuming if it holds checkpoints); return final metrics."""
+  """Train per `config` in `workdir` (resuming if it holds checkpoints); return final metrics.
+
+  The workdir is held for the whole run (training/workdir.py): one writer at a time, and a
+  rerun continues only the run the workdir records (config.resume='override' to change it).
+  """
   validate.check_config(config)
+  with claim_workdir(config, workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir: str) -> dict:
   t_start = time.time()
   run = build_run(config)
+  # Built before anything is written: an evaluator that cannot run (unknown set unreadable,
+  # data without what it measures) stops here, with the workdir untouched.
+  evaluators = build_evaluators(run, workdir)
   d = run.data
   log(f"data   {config.dataset} trial {config.trial} ({config.protocol}): known classes "
       f"{list(d.known_classes)} | train {len(d.train)} | test known {len(d.test_known)} | "
@@ -119,18 +165,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if ckpt.latest_step() is not None:
     state, start = ckpt.restore(run.state, run.signature)
     log(f"resume from checkpoint at step {start} in {ckpt.directory}")
-  save_config(config, workdir)
   logger = MetricLogger(workdir)
-  step_fn = make_train_step(run.mesh, model=run.train_model, framework=run.framework, tx=run.tx,
-                            config=config, steps_per_epoch=run.stream.steps_per_epoch)
+  if start:  # readers drop the records of steps > start written before: they are replayed
+    logger.resumed_from(start)
+  step_fn = make_run_step(run)
   try:
     with PreemptionWatch(ckpt) as preemption:
-      state = _loop(run, state, start, step_fn, ckpt, logger, preemption)
-    if ckpt.latest_step() != run.total_steps:
+      state = _loop(run, state, start, step_fn, ckpt, logger, preemption, evaluators, workdir)
+    # A checkpoint past this schedule (resumed with resume=override and fewer steps) is not
+    # saved again under the schedule's last step: that would mislabel its weights.
+    if start < run.total_steps and ckpt.latest_step() != run.total_steps:
       ckpt.save(run.total_steps, state, run.signature, force=True)
     ckpt.wait()
     log(f"train  done in {format_duration(time.time() - t_start)}; evaluating step {run.total_steps}")
-    metrics = evaluate_run(run, state, workdir, logger)
+    metrics = evaluate_run(run, state, workdir, logger, evaluators=evaluators)
   finally:
     ckpt.close()
     logger.close()
@@ -139,13 +187,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return metrics
 
 
-def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption) -> object:
+def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption, evaluators,
+          workdir: str) -> object:
   cfg = run.config
   total, spe = run.total_steps, run.stream.steps_per_epoch
   if start >= total:
     log(f"nothing to train: checkpoint step {start} >= {total} steps")
     return state
-  window = dict(t=time.time(), step=start, sums={}, n=0)
+  window = dict(t=time.time(), step=start, sums={}, n=0, skipped=0)
+  profiler = StepProfiler(os.path.join(workdir, "profile"), start, cfg.profile_steps)
   pending = None  # (step, metrics) of the step before, read while this one runs
 
   def absorb(step, metrics):
@@ -157,8 +207,19 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption) -> obj
             + (f"step {ckpt.latest_step()} in {ckpt.directory} (untouched)"
                if ckpt.latest_step() is not None else "none saved yet")
             + ". Lower the learning rate or set --config.nan_policy=skip_step")
+      window["skipped"] += 1
+      limit = cfg.get("max_skipped_steps", 10)
+      if window["skipped"] >= limit:  # diverged: skipping more steps will not recover
+        raise NonFiniteError(
+            f"{window['skipped']} steps in a row (to step {step}) had non-finite loss or "
+            f"gradients under nan_policy=skip_step (max_skipped_steps={limit}); "
+            "last good checkpoint: "
+            + (f"step {ckpt.latest_step()} in {ckpt.directory} (untouched)"
+               if ckpt.latest_step() is not None else "none saved yet")
+            + ". Lower the learning rate")
       log(f"warn   step {step}: non-finite loss or gradients, update skipped")
       return
+    window["skipped"] = 0
     for k, v in metrics.items():
       window["sums"][k] = window["sums"].get(k, 0.0) + float(v)
     window["n"] += 1
@@ -168,7 +229,8 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption) -> obj
       avg = {k: v / window["n"] for k, v in window["sums"].items()}
       left = (total - step) * cfg.batch_size / max(rate, 1e-9)
       log(f"step {step:>6}/{total} | epoch {(step - 1) // spe + 1:>3}/{cfg.num_epochs} | "
-          f"loss {avg['loss']:.4f} | acc {avg['accuracy']:.3f} | {rate:,.0f} img/s | "
+          f"loss {avg['loss']:.4f} | acc {avg['accuracy']:.3f} | lr {avg['learning_rate']:.3g} | "
+          f"grad norm {avg['grad_norm']:.3g} | {rate:,.0f} img/s | "
           f"left {format_duration(left)}")
       logger.write(step, dict(avg, images_per_second=rate))
       window.update(t=now, step=step, sums={}, n=0)
@@ -185,12 +247,49 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption) -> obj
       absorb(*pending)  # never checkpoint a state that went non-finite
       ckpt.save(step, state, run.signature, force=True)
       ckpt.wait()
-      raise Preempted(f"stopped by SIGTERM at step {step}/{total}; checkpoint saved in "
-                      f"{ckpt.directory}. Run the same command again to resume.")
+      raise Preempted(f"stopped by {preemption.signal} at step {step}/{total}; checkpoint "
+                      f"saved in {ckpt.directory}. Run the same command again to resume.",
+                      exit_code=130 if preemption.signal == "SIGINT" else 0)
     if step % max(cfg.checkpoint_every_steps, 1) == 0 and step != total:
       absorb(*pending)  # never checkpoint a state that went non-finite
       pending = None
       ckpt.save(step, state, run.signature)
+    names = due(evaluators, step // spe) if step % spe == 0 and step != total else []
+    if names:
+      if pending is not None:
+        absorb(*pending)  # evaluate only a state whose step was finite
+        pending = None
+      t_eval = time.time()
+      log_evaluations(run_evaluators(evaluators, names, state), evaluators, step, step // spe,
+                      logger)
+      window["t"] += time.time() - t_eval  # keep evaluation out of the images/s figure
+    profiler.after_step(step, state)
   if pending is not None:
     absorb(*pending)
+  profiler.stop(state)
   return state
+
+
+class StepProfiler:
+  """A jax.profiler trace of `num_steps` steps (TensorBoard's profile plugin reads it),
+  starting two steps after `start` so compilation stays out of it; 0 steps = off."""
+
+  def __init__(self, directory: str, start: int, num_steps: int):
+    self.directory, self.first, self.last = directory, start + 2, start + 1 + num_steps
+    self.on = False
+    self.enabled = num_steps > 0
+
+  def after_step(self, step: int, state):
+    if self.enabled and step == self.first - 1:
+      jax.block_until_ready(state)
+      jax.profiler.start_trace(self.directory)
+      self.on = True
+    elif self.on and step == self.last:
+      self.stop(state)
+
+  def stop(self, state):
+    if self.on:
+      jax.block_until_ready(state)
+      jax.profiler.stop_trace()
+      self.on = False
+      log(f"profile steps {self.first}-{self.last} written to {self.directory}")

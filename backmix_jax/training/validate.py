@@ -8,16 +8,21 @@ import os
 
 import jax
 
+from backmix_jax import backmix
+
 
 class ConfigError(ValueError):
   """The config cannot describe a valid run."""
 
 
 CHOICES = {
-    "backmix.cam_source": ("live", "bank"),
-    "backmix.partner": ("permutation", "uniform"),
+    "backmix.cam_source": backmix.CAM_SOURCES,
+    "backmix.partner": backmix.PARTNERS,
+    "backmix.placement": backmix.PLACEMENTS,
+    "backmix.replace": backmix.REPLACES,
+    "backmix.fill_mode": backmix.FILL_MODES,
     "backmix.train_on": ("mix", "mix+clean"),
-    "backmix.cam_norm": ("minmax", "relu", "softmax"),
+    "backmix.cam_norm": backmix.CAM_NORMS,
     "data.normalize": ("cssr", "unit"),
     "data.backend": ("auto", "tf", "numpy"),
     "optimizer.name": ("sgd", "adam"),
@@ -37,7 +42,8 @@ def problems(config) -> list[str]:
   """Every problem found in `config` (empty when it is usable)."""
   from backmix_jax.frameworks import FRAMEWORKS
   from backmix_jax.models import BACKBONES
-  out = []
+  from backmix_jax.training.field_checks import field_problems, is_int
+  out = field_problems(config)
   for key, allowed in CHOICES.items():
     if _get(config, key) not in allowed:
       out.append(f"{key}={_get(config, key)!r} is not one of {', '.join(allowed)}")
@@ -52,6 +58,10 @@ def problems(config) -> list[str]:
     out.append(f"model={config.model!r} is unknown; known: {', '.join(sorted(BACKBONES))}")
   if not config.optimizer.learning_rate > 0:
     out.append(f"optimizer.learning_rate must be > 0, got {config.optimizer.learning_rate}")
+  from backmix_jax.evaluation.evaluators import config_problems
+  out.extend(config_problems(config))
+  if config.get("profile_steps", 0) < 0:
+    out.append(f"profile_steps must be >= 0, got {config.profile_steps}")
   if config.num_epochs < 1:
     out.append(f"num_epochs must be >= 1, got {config.num_epochs}")
   b = config.backmix
@@ -61,6 +71,7 @@ def problems(config) -> list[str]:
     out.append(f"backmix.patch_frac must be in (0, 1], got {b.patch_frac}")
   if not 0 <= b.mix_prob <= 1:
     out.append(f"backmix.mix_prob must be in [0, 1], got {b.mix_prob}")
+  out.extend(_backmix_mode_problems(b))
   n_dev = config.num_devices or jax.device_count()
   if n_dev > jax.device_count():
     out.append(f"num_devices={n_dev} but only {jax.device_count()} devices exist")
@@ -74,12 +85,17 @@ def problems(config) -> list[str]:
       splits.get_split(config.dataset, config.protocol, config.trial)
     except DataError as e:
       out.append(str(e))
-  if b.enabled and config.model in BACKBONES:
+  # Tracing the backbone needs a usable image side (field_problems names a bad one).
+  if b.enabled and config.model in BACKBONES and is_int(config.data.image_size) \
+     and config.data.image_size >= 1:
     out.extend(_backmix_geometry_problems(config))
   for key in ("source", "unknown_source"):
     kind, _, path = config.data.get(key, "").partition(":")
     if kind in ("npz", "folder") and not os.path.exists(path):
       out.append(f"data.{key} path {path!r} does not exist")
+  if config.data.get("source") == "composite":
+    from backmix_jax.data import composite
+    out.extend(composite.config_problems(config))
   return out
 
 
@@ -101,6 +117,48 @@ def _backmix_geometry_problems(config) -> list[str]:
   if not 1 <= patch <= size:
     out.append(f"backmix patch side {patch} px does not fit a {size} px image")
   return out
+
+
+def _backmix_mode_problems(b) -> list[str]:
+  """Settings a BackMix mode would silently ignore are refused (the first value of each
+  allowed tuple in backmix.py is the released default)."""
+  out = []
+  if not isinstance(b.num_patches, int) or isinstance(b.num_patches, bool) or b.num_patches < 1:
+    out.append(f"backmix.num_patches must be an integer >= 1, got {b.num_patches!r}")
+  if b.cam_source == "bank" and b.partner != backmix.PARTNERS[0]:
+    out.append(f"backmix.partner={b.partner!r} has no effect with cam_source='bank' (partners "
+               f"come from the second data stream); leave it {backmix.PARTNERS[0]!r}")
+  if b.replace == "background":
+    if b.num_patches != 1:
+      out.append(f"backmix.num_patches={b.num_patches!r} has no effect with "
+                 "replace='background'; leave it 1")
+    if b.placement != backmix.PLACEMENTS[0]:
+      out.append(f"backmix.placement={b.placement!r} has no effect with replace='background' "
+                 f"(it always keeps the target's foreground); leave it {backmix.PLACEMENTS[0]!r}")
+  if b.cam_source == "oracle":
+    if b.cam_norm != backmix.CAM_NORMS[0]:
+      out.append(f"backmix.cam_norm={b.cam_norm!r} has no effect with cam_source='oracle'; "
+                 f"leave it {backmix.CAM_NORMS[0]!r}")
+    if b.cam_batch_stats:
+      out.append("backmix.cam_batch_stats=True has no effect with cam_source='oracle'")
+  if b.fill_mode == "dataset_mean" and b.fill != 0.0:
+    out.append(f"backmix.fill={b.fill!r} has no effect with fill_mode='dataset_mean'; leave it 0")
+  return out
+
+
+def data_problems(config, data) -> list[str]:
+  """Problems only the loaded data reveal (`data`: an OpenSetData)."""
+  b = config.backmix
+  if b.enabled and b.cam_source == "oracle" and data.train.masks is None:
+    return [f"backmix.cam_source='oracle' needs true foreground masks, but the training data "
+            f"of data.source={config.data.source!r} has none"]
+  return []
+
+
+def check_data(config, data):
+  found = data_problems(config, data)
+  if found:
+    raise ConfigError("invalid config: " + "; ".join(found))
 
 
 def check_config(config):
