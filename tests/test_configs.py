@@ -45,8 +45,8 @@ def test_default_recipe_is_arpl():
 
 @pytest.mark.parametrize("name", ["mnist", "svhn", "cifar10", "cifar_plus10", "cifar_plus50"])
 def test_arpl_recipe_fields(name):
-  """SPEC 3, ARPL: SGD 0.1, momentum 0.9, wd 1e-4, x0.1 at 30/60/90/120, 100 epochs, batch 64,
-  classifier32, inputs in [0,1], 32 px."""
+  """docs/method.md, ARPL: SGD 0.1, momentum 0.9, wd 1e-4, x0.1 at 30/60/90/120, 100 epochs,
+  batch 64, classifier32, inputs in [0,1], 32 px."""
   c = load(name)
   assert (c.model, c.batch_size, c.num_epochs, c.data.normalize) == ("classifier32", 64, 100, "unit")
   o = c.optimizer
@@ -58,8 +58,8 @@ def test_arpl_recipe_fields(name):
 @pytest.mark.parametrize("name, model", [("cifar10", "wrn40_4"), ("svhn", "wrn40_4"),
                                          ("mnist", "wrn40_4"), ("tinyimagenet", "resnet18")])
 def test_cssr_recipe_fields(name, model):
-  """SPEC 3, CSSR: SGD 0.4, no momentum, wd 5e-4, x0.1 at 120/190, 200 epochs, batch 128,
-  (x-0.5)/0.25; WRN-40-4 at 32 px, ResNet-18 at 64 px."""
+  """docs/method.md, CSSR: SGD 0.4, no momentum, wd 5e-4, x0.1 at 120/190, 200 epochs,
+  batch 128, (x-0.5)/0.25; WRN-40-4 at 32 px, ResNet-18 at 64 px."""
   c = load(name, "cssr")
   assert (c.model, c.batch_size, c.num_epochs, c.data.normalize) == (model, 128, 200, "cssr")
   o = c.optimizer

@@ -159,7 +159,7 @@ _NEAL_SOURCE = "lwneal/counterfactual-open-set generativeopenset/datasets (no li
 # CSSR known classes, trials a..e = spl_a..spl_e.json of xyzedd/CSSR exps/{cifar10,svhn,
 # tinyimagenet} (commit d5a99e9, no licence file): the classes whose `convert_class` entry
 # is not -1, labelled in ascending id order (as convert_class numbers them). The CIFAR10 /
-# SVHN lists are those of SPEC section 4; TinyImageNet ids are ImageFolder's sorted wnids.
+# SVHN lists are those of docs/data.md; TinyImageNet ids are ImageFolder's sorted wnids.
 _CSSR_KNOWN_10 = ((2, 3, 4, 5, 6, 7), (1, 2, 4, 6, 7, 8), (0, 3, 4, 5, 6, 8),
                   (0, 1, 4, 6, 8, 9), (0, 2, 3, 5, 6, 7))
 _CSSR_KNOWN = {
@@ -180,7 +180,7 @@ _CSSR_SOURCE = "xyzedd/CSSR exps/<dataset>/spl_a..e.json (no licence file)"
 
 # DIAS / MEDAF `splits_AUROC`, in the order of Vanixxz/MEDAF misc/util.py (commit 33d3ac9,
 # no licence file), which osr_main.py runs as trials 0..4; the CIFAR10/SVHN lists and the
-# CIFAR+10 unknown lists are those of SPEC section 4. wjun0830/Difficulty-Aware-Simulator
+# CIFAR+10 unknown lists are those of docs/data.md. wjun0830/Difficulty-Aware-Simulator
 # split.py (MIT) holds the same class sets (and the MNIST lists, equal to its CIFAR10 ones);
 # its osr.py runs them in reverse and its CIFAR+10 lists are rotated by one position.
 # CIFAR+N: known = airplane, automobile, ship, truck in every trial.
@@ -309,7 +309,7 @@ def get_split(benchmark: str, protocol: str = "arpl", trial: int = 0) -> Split:
   trial = int(trial)
   if benchmark in _OOD_UNKNOWN_SOURCE:
     return Split(tuple(range(10)), None, _OOD_UNKNOWN_SOURCE[benchmark], protocol,
-                 "SPEC section 4, OOD legacy benchmark: all CIFAR-10 classes known, the other "
+                 "docs/data.md, OOD legacy benchmark: all CIFAR-10 classes known, the other "
                  "dataset's whole test split unknown (no class split: same for every trial)")
   if protocol in ("arpl", "vaze"):
     return _arpl_order(benchmark, protocol, trial)
