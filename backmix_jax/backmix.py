@@ -41,7 +41,7 @@ CAM_SOURCES = ('live', 'bank', 'oracle')  # where CAMs come from: this batch, th
 PARTNERS = ('permutation', 'uniform', 'other_class')
 PLACEMENTS = ('anywhere', 'background')
 REPLACES = ('patch', 'background')
-FILL_MODES = ('constant', 'dataset_mean')  # resolved to a value by the caller (training.setup)
+FILL_MODES = ('constant', 'dataset_mean')  # resolved to a value by the caller (training.run)
 BANK_INIT = 0.5  # the released wrapper starts every bank cell at 0.5
 
 
@@ -231,6 +231,11 @@ def draw_partners(rng, batch, partner='permutation', labels=None):
   raise ValueError(f"unknown partner rule {partner!r}; expected one of {PARTNERS}")
 
 
+def patch_side(size: int, patch_frac: float) -> int:
+  """The side P = round(patch_frac * size) of the square patch on `size` px images."""
+  return round(patch_frac * size)
+
+
 def _patch_side(images, cams, fg_ratio, patch_frac):
   """Validates shapes and static settings; returns the box side P = round(patch_frac * H)."""
   if images.ndim != 4 or images.shape[1] != images.shape[2]:
@@ -241,7 +246,7 @@ def _patch_side(images, cams, fg_ratio, patch_frac):
   if size % grid:
     raise ValueError(f"image size {size} is not divisible by the CAM grid {grid}")
   _check_fg_ratio(fg_ratio)
-  patch = round(patch_frac * size)
+  patch = patch_side(size, patch_frac)
   if not 1 <= patch <= size:
     raise ValueError(f"patch_frac {patch_frac} gives a {patch} px patch for {size} px images")
   return patch

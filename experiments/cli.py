@@ -1,10 +1,10 @@
-"""Shared command-line plumbing: --config/--workdir flags, quiet TensorFlow, one-line errors.
+"""Shared command-line plumbing: --config/--workdir/--show_config/--distributed flags,
+quiet TensorFlow, one-line errors.
 
-Exit codes: 0 done (or stopped by SIGTERM with a checkpoint saved), 2 a bad input or
-environment found before work started (flags, config file, config values, data, workdir,
-distributed setup), 1 a failure after training started (non-finite loss, disk full, I/O),
-130 stopped by Ctrl-C. Each failure is one line on stderr, never a traceback; a traceback
-means a bug.
+Every command adopts these flags as its own (`flags.adopt_module_key_flags(cli)`), so its
+--help lists them beside its own. Exit codes and the one line each failure ends with are
+defined in backmix_jax/training/exit_codes.py: 0 done, 2 a bad input found before work
+started, 1 a failure after training started, 130 Ctrl-C; a traceback means a bug.
 """
 from __future__ import annotations
 
@@ -22,52 +22,21 @@ from absl import logging as absl_logging  # noqa: E402
 absl_logging.set_verbosity(absl_logging.WARNING)
 
 
-def _not_a_reported_os_error(record) -> bool:
-  """Drop Orbax's log records of a failed system call (disk full, read-only file system,
-  I/O error, in TensorStore's words): the command ends with one line naming it, which
-  these records would bury under a traceback per background thread."""
-  from backmix_jax.training.workdir import TENSORSTORE_ERRNO
-  text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
-  return TENSORSTORE_ERRNO.search(text) is None
-
-
-absl_logging.get_absl_logger().addFilter(_not_a_reported_os_error)
-
-CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/digits.py",
-                                         lock_config=True)
+CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/digits.py (or configs/cifar10.py:<recipe>). "
+    "Override any field with --config.<field>=<value> (e.g. --config.num_epochs=3); "
+    "--show_config lists every field.", lock_config=True)
 WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
+SHOW_CONFIG = flags.DEFINE_bool(
+    "show_config", False, "Print the resolved config (the file's fields after every "
+    "--config.<field>=<value> override) and exit; needs no --workdir.")
 
 
-
-def user_errors() -> tuple[type[BaseException], ...]:
-  from backmix_jax.data.sources import DataError
-  from backmix_jax.evaluation.evaluators import EvaluatorError
-  from backmix_jax.training.checkpointing import CheckpointError
-  from backmix_jax.training.train import NonFiniteError
-  from backmix_jax.training.validate import ConfigError
-  from backmix_jax.training.workdir import WorkdirError
-  return (ConfigError, DataError, CheckpointError, NonFiniteError, EvaluatorError, WorkdirError)
-
-
-def exit_status(error: BaseException) -> tuple[int, str] | None:
-  """(exit code, the one line to print) for an error a command ends with; None for one
-  that is a bug (its traceback is wanted) or absl's own SystemExit. Preempted's line goes
-  to stdout, the others' (starting 'error: ') to stderr."""
-  from backmix_jax.training.train import NonFiniteError, Preempted
-  from backmix_jax.training.workdir import RunFailed
-  if isinstance(error, Preempted):  # a clean stop: the checkpoint is saved, the rerun resumes
-    return error.exit_code, str(error)
-  if isinstance(error, KeyboardInterrupt):
-    return 130, ("error: interrupted by Ctrl-C; checkpoints already complete are kept: run the "
-                 "same command again to resume from the newest")
-  if isinstance(error, (RunFailed, NonFiniteError)):  # training had started
-    return 1, f"error: {error}"
-  if isinstance(error, user_errors()):
-    return 2, f"error: {error}"
-  if isinstance(error, OSError) and error.errno is not None:
-    where = f" ({error.filename})" if error.filename else ""
-    return 2, f"error: {error.strerror}{where}"
-  return None
+def config_listing(config, source: str) -> str:
+  """The text --show_config prints: how to override, then every field of `config`."""
+  return (f"# resolved config of --config={source}\n"
+          "# override any field with --config.<field>=<value>, e.g. --config.num_epochs=3 "
+          "or --config.backmix.enabled=False\n" + str(config))
 
 
 DISTRIBUTED = flags.DEFINE_enum(
@@ -116,7 +85,8 @@ def _parse_flags(argv, *, require_workdir: bool = True):
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
   missing = [f"--{name}" for name, flag in (("config", CONFIG), ("workdir", WORKDIR))
-             if flag.value is None and (name == "config" or require_workdir)]
+             if flag.value is None and (name == "config" or (require_workdir
+                                                              and not SHOW_CONFIG.value))]
   if missing:
     print(f"error: {' and '.join(missing)} required", file=sys.stderr)
     sys.exit(2)
@@ -135,10 +105,21 @@ def run_main(main, *, require_workdir: bool = True):
   from absl import app
 
   def wrapped(argv):
+    if SHOW_CONFIG.value:
+      source = config_flags.get_config_filename(flags.FLAGS["config"])
+      try:
+        print(config_listing(CONFIG.value, source), flush=True)
+      except BrokenPipeError:  # `--show_config | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      return
     try:
+      # Imported once the flags are parsed: --help and flag errors need no JAX.
+      from backmix_jax.training.exit_codes import not_a_reported_os_error
+      absl_logging.get_absl_logger().addFilter(not_a_reported_os_error)
       maybe_initialize_distributed()
       main(argv)
     except BaseException as e:  # KeyboardInterrupt included: Ctrl-C ends in one line too
+      from backmix_jax.training.exit_codes import exit_status
       status = None if isinstance(e, SystemExit) else exit_status(e)
       if status is None:
         raise

@@ -2,11 +2,18 @@
 
 python -m experiments.train --config configs/digits.py --workdir runs/digits
 python -m experiments.train --config configs/digits.py --workdir runs/plain --config.backmix.enabled=False
+
+The work is `backmix_jax.training.train.train_and_evaluate`.
 """
+from absl import flags
+
 from experiments import cli
+
+flags.adopt_module_key_flags(cli)
 
 
 def main(argv):
+  del argv
   from backmix_jax.training.train import train_and_evaluate
   train_and_evaluate(cli.CONFIG.value, cli.WORKDIR.value)
 

@@ -4,45 +4,18 @@ python -m experiments.trials --config configs/digits.py --workdir runs/trials --
 python -m experiments.trials ... --train --baseline   # also BackMix off, in trial_<t>_plain
 python -m experiments.trials ...                      # only collect what is already there
 
-Trial t runs in <workdir>/trial_<t> with --config.trial=t (the split protocol's t-th class
-list). A trial whose metrics.json is of the final step of the same run is collected as is;
-one whose final checkpoint exists is evaluated; otherwise it is trained (resuming any
-checkpoint) with --train, or reported missing without it. Writes trials.json and trials.md
-in the workdir, and, with --baseline, ROC and OSCR plots of baseline vs BackMix.
+Trial t runs in <workdir>/trial_<t> with --config.trial=t. Finished trials are collected,
+trials with a final checkpoint evaluated, the others trained with --train (resuming) or
+reported missing. Writes trials.json and trials.md in the workdir. The work is
+`backmix_jax.training.trials.run_trials`.
 """
-from __future__ import annotations
-
-import copy
-import dataclasses
-import json
-import os
-import re
-
 from absl import flags
 
 from experiments import cli
 
 
-def parse_trials(spec: str, num_trials: int = 5) -> list[int]:
-  """'0-4' / '0,2,4' / '0-1,3' -> sorted distinct trial ids in [0, num_trials).
-
-  Raises ValueError naming the problem.
-  """
-  trials = set()
-  for part in spec.replace(" ", "").split(","):
-    m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-    if not m:
-      raise ValueError(f"--trials={spec!r}: {part!r} is not a trial or a range like 0-4")
-    lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-    if lo > hi:
-      raise ValueError(f"--trials={spec!r}: empty range {part}")
-    if hi >= num_trials:
-      raise ValueError(f"--trials={spec!r}: trials are 0..{num_trials - 1}")
-    trials.update(range(lo, hi + 1))
-  return sorted(trials)
-
-
 def _check_trials(spec: str) -> bool:
+  from backmix_jax.training.trials import parse_trials
   try:
     parse_trials(spec)
   except ValueError as e:
@@ -56,219 +29,12 @@ TRAIN = flags.DEFINE_bool("train", False, "Train the trials that have no final r
                           "(resuming partial runs). Without it, only collect.")
 BASELINE = flags.DEFINE_bool("baseline", False, "Also the same trials with BackMix off, in "
                              "<workdir>/trial_<t>_plain.")
-
-
-@dataclasses.dataclass(frozen=True)
-class Method:
-  key: str       # key in trials.json
-  label: str     # table row label
-  backmix: bool  # config.backmix.enabled
-  suffix: str    # trial directory suffix
-
-
-BACKMIX = Method("backmix", "BackMix", True, "")
-PLAIN = Method("plain", "baseline (BackMix off)", False, "_plain")
-
-
-def trial_config(config, trial: int, backmix: bool):
-  """A copy of `config` for trial `trial`, with BackMix on or off."""
-  c = copy.deepcopy(config)
-  c.trial = trial
-  c.backmix.enabled = backmix
-  return c
-
-
-def trial_dir(workdir: str, trial: int, method: Method) -> str:
-  return os.path.join(workdir, f"trial_{trial}{method.suffix}")
-
-
-def final_metrics(config, directory: str) -> tuple[dict | None, str]:
-  """(metrics of the final step of the run `config` describes, '') when `directory` holds
-  them (exact mode), else (None, why not)."""
-  path = os.path.join(directory, "metrics.json")
-  if not os.path.exists(path):
-    return None, "no metrics.json"
-  try:
-    with open(path) as f:
-      metrics = json.load(f)
-  except json.JSONDecodeError:  # e.g. cut short by a preemption: evaluate again
-    return None, "metrics.json is unreadable"
-  run = metrics.get("run")
-  if run is None:
-    return None, "metrics.json has no run record (written by an older version)"
-  expect = dict(dataset=config.dataset, protocol=config.protocol, trial=config.trial,
-                model=config.model, framework=config.framework,
-                backmix=bool(config.backmix.enabled), num_epochs=config.num_epochs,
-                arpl_compat=False)
-  if config.known_classes:
-    expect["known_classes"] = list(config.known_classes)
-  if config.score:
-    run = dict(run, score=metrics.get("score"))
-    expect["score"] = config.score
-  for k, v in expect.items():
-    if run.get(k) != v:
-      return None, f"metrics.json is of another run ({k} {run.get(k)!r}, expected {v!r})"
-  if metrics.get("step") != run["total_steps"]:
-    return None, (f"metrics.json is of step {metrics.get('step')}, not the final step "
-                  f"{run['total_steps']}")
-  return metrics, ""
-
-
-def collect_or_train(config, directory: str, *, train: bool) -> tuple[dict | None, str]:
-  """(metrics of the final model, how they were obtained) or (None, why missing)."""
-  from experiments.evaluate import check_trained_config, checkpoint_steps, evaluate_checkpoint
-  from backmix_jax.training import validate
-  from backmix_jax.training.setup import build_run
-  from backmix_jax.training.train import train_and_evaluate
-
-  metrics, why = final_metrics(config, directory)
-  if metrics is not None:
-    return metrics, "collected metrics.json"
-  steps = checkpoint_steps(directory)
-  if steps:
-    validate.check_config(config)
-    check_trained_config(config, directory)  # another split's checkpoint: refuse, never relabel
-    run = build_run(config)
-    if run.total_steps in steps:
-      return (evaluate_checkpoint(config, directory, run.total_steps, run=run),
-              f"evaluated the final checkpoint ({why})")
-    why = f"{why}; newest checkpoint at step {steps[-1]} of {run.total_steps}"
-  if not train:
-    return None, f"{why}; pass --train to {'finish' if steps else 'train'} it"
-  return train_and_evaluate(config, directory), "resumed and trained" if steps else "trained"
-
-
-def run_trials(config, workdir: str, trials: list[int], *, train: bool = False,
-               baseline: bool = False) -> dict:
-  """Collect (or train) every trial, summarise, and write trials.json / trials.md.
-
-  Returns the record written to trials.json. Raises CheckpointError when not one trial
-  has a result, ConfigError for --baseline on a config with BackMix already off.
-  """
-  import jax
-  from backmix_jax.evaluation import published, report
-  from backmix_jax.training.checkpointing import CheckpointError
-  from backmix_jax.training.logging import log
-  from backmix_jax.training.validate import ConfigError
-
-  if baseline and not config.backmix.enabled:
-    raise ConfigError("--baseline adds BackMix-off runs, but the config already has "
-                      "backmix.enabled=False")
-  main_method = BACKMIX if config.backmix.enabled else dataclasses.replace(
-      PLAIN, suffix="")
-  methods = [main_method] + ([PLAIN] if baseline else [])
-  os.makedirs(workdir, exist_ok=True)
-  log(f"trials {config.dataset}, {config.protocol} split protocol, trials {trials}, "
-      f"{' and '.join(m.label for m in methods)} in {workdir}")
-
-  record = dict(benchmark=config.dataset, protocol=config.protocol, trials=trials,
-                metric_mode="exact", std="sample std (ddof=1) over trials",
-                config=dict(model=config.model, framework=config.framework,
-                            score=config.score, num_epochs=config.num_epochs),
-                methods={})
-  for method in methods:
-    entry = dict(label=method.label, backmix=method.backmix, per_trial={}, missing={},
-                 workdirs={})
-    for t in trials:
-      d = trial_dir(workdir, t, method)
-      entry["workdirs"][str(t)] = d
-      log(f"\ntrial {t} {method.label}: {d}")
-      metrics, how = collect_or_train(trial_config(config, t, method.backmix), d, train=train)
-      log(f"trial {t} {method.label}: {how}")
-      if metrics is None:
-        entry["missing"][str(t)] = how
-      else:
-        entry["per_trial"][str(t)] = metrics
-    if entry["per_trial"]:
-      done = [int(t) for t in entry["per_trial"]]
-      entry["row"] = (f"{method.label} [{config.protocol} protocol, trials "
-                      f"{','.join(map(str, done))}]")
-      entry["summary"] = report.summarize_trials(list(entry["per_trial"].values()))
-    record["methods"][method.key] = entry
-  if not any(e["per_trial"] for e in record["methods"].values()):
-    missing = "; ".join(f"{os.path.basename(e['workdirs'][t])}: {why}"
-                        for e in record["methods"].values() for t, why in e["missing"].items())
-    raise CheckpointError(f"no finished trial in {workdir} ({missing})")
-
-  record["published"] = [dataclasses.asdict(r) for r in
-                         published.published_results(config.dataset)]
-  record["overlay"] = None
-  text = None
-  if jax.process_index() == 0:  # one record for a pod slice
-    if baseline:
-      record["overlay"] = _overlay_plots(record, workdir)
-    with open(os.path.join(workdir, "trials.json"), "w") as f:
-      json.dump(record, f, indent=2)
-    text = trials_markdown(record)
-    with open(os.path.join(workdir, "trials.md"), "w") as f:
-      f.write(text)
-  log(f"\n{text}")
-  log(f"wrote trials.json and trials.md in {workdir}")
-  return record
-
-
-def _overlay_plots(record: dict, workdir: str) -> dict | None:
-  """ROC and OSCR of baseline vs BackMix for the first trial that has both.
-
-  One trial, not pooled: every trial has its own class split, so pooled scores would mix
-  different problems.
-  """
-  import numpy as np
-  from backmix_jax.evaluation import plots
-  methods = record["methods"]
-  common = [t for t in map(str, record["trials"])
-            if all(t in methods[k]["per_trial"] for k in ("backmix", "plain"))]
-  if not common:
-    return None
-  t = common[0]
-  roc, oscr = {}, {}
-  for key in ("plain", "backmix"):
-    with np.load(os.path.join(methods[key]["workdirs"][t], "eval_outputs.npz")) as z:
-      known, unknown = z["known_scores"], z["unknown_scores"]
-      correct = z["known_preds"] == z["known_labels"]
-    roc[methods[key]["label"]] = (known, unknown)
-    oscr[methods[key]["label"]] = (known, correct, unknown)
-  what = (f"{record['config']['framework']} on {record['benchmark']}, "
-          f"{record['protocol']} split trial {t}")
-  return dict(trial=int(t), pooled=False,
-              roc=plots.plot_roc_curves(roc, os.path.join(workdir, "roc_overlay.png"),
-                                        title=f"ROC: {what}"),
-              oscr=plots.plot_oscr_curves(oscr, os.path.join(workdir, "oscr_overlay.png"),
-                                          title=f"OSCR: {what}"))
-
-
-def trials_markdown(record: dict) -> str:
-  """trials.md: what was summarised, the table (ours, then published), notes."""
-  from backmix_jax.evaluation import published, report
-  b, protocol = record["benchmark"], record["protocol"]
-  cfg = record["config"]
-  rows = {e["row"]: e["summary"] for e in record["methods"].values() if e["per_trial"]}
-  lines = [
-      f"# Trials: {b}, {protocol} split protocol, trials "
-      f"{', '.join(map(str, record['trials']))}\n",
-      f"Our rows: mean ± sample std (ddof=1) over trials, x100, the final checkpoint of each "
-      f"trial (never the best on test); {cfg['model']} + {cfg['framework']}, score "
-      f"{cfg['score'] or 'framework default'}, {cfg['num_epochs']} epochs; exact metrics "
-      f"(docs/metrics.md); FPR@95 is the classic one (unknowns accepted at 95 % TPR). "
-      f"Published rows: 5-trial means as reported, AUROC or DTACC only.\n",
-      report.trials_table_markdown(rows, published.published_rows(b),
-                                   first_column="method [split protocol, trials]"),
-  ]
-  lines += published.published_notes(b, protocol)
-  missing = [f"- trial {t} {e['label']}: {why}" for e in record["methods"].values()
-             for t, why in e["missing"].items()]
-  if missing:
-    lines += ["", "Missing (not in the means):"] + missing
-  if record.get("overlay"):
-    o = record["overlay"]
-    lines += ["", f"Baseline vs BackMix plots of trial {o['trial']} (one trial, not pooled: "
-              f"each trial has its own class split): {os.path.basename(o['roc'])}, "
-              f"{os.path.basename(o['oscr'])}."]
-  return "\n".join(lines) + "\n"
+flags.adopt_module_key_flags(cli)
 
 
 def main(argv):
   del argv
+  from backmix_jax.training.trials import parse_trials, run_trials
   run_trials(cli.CONFIG.value, cli.WORKDIR.value, parse_trials(TRIALS.value),
              train=TRAIN.value, baseline=BASELINE.value)
 

@@ -25,7 +25,7 @@ def main():
   metrics = train_and_evaluate(cfg, workdir)
   # Every process trained the same replicated state; process 0 reports it.
   from backmix_jax.training.checkpointing import Checkpointer
-  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.run import build_run
   run = build_run(cfg)
   state, _ = Checkpointer(workdir).restore(run.state, run.signature)
   params = np.concatenate([np.ravel(np.asarray(jax.device_get(x))) for x in jax.tree.leaves(state.params)])

@@ -35,7 +35,7 @@ def train_step_for(run, framework=None):
 
 def build_with_step(config):
   """build_run(config) and its train step: (run, step_fn)."""
-  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.run import build_run
   run = build_run(config)
   return run, train_step_for(run)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from backmix_jax import parallel
 from backmix_jax.frameworks import arpl_cs, get_framework
-from backmix_jax.training.setup import build_run
+from backmix_jax.training.run import build_run
 from tests.helpers import (build_with_step, checkpoint_round_trip, fresh_state, quick_config,
                            train_step_for)
 
@@ -123,12 +123,13 @@ def test_train_step_trains_the_gan_and_checkpoints_it_exactly(tmp_path):
 
 
 def test_frameworks_without_a_gan_have_an_empty_extra_state():
-  """Softmax (like every framework without auxiliary networks) starts with extra == {} and
-  the default hook trains nothing and adds no gradient."""
-  fw = get_framework("softmax")
-  assert fw.init_extra(jax.random.key(0), {}, jnp.zeros((1, 8, 8, 3)), None) == {}
-  assert fw.extra_step(None, {}, {}, None, model=None, tx=None, normalize_fn=None) == (
-      {}, None, {})
+  """Softmax (like every framework without auxiliary networks) has no auxiliary, so the step
+  trains nothing beside the classifier, and starts with extra == {}; ARPL+CS has one."""
+  from backmix_jax.frameworks import FRAMEWORKS, Auxiliary
+  for name in FRAMEWORKS:
+    aux = get_framework(name).auxiliary
+    assert (aux is None) == (name != "arpl_cs"), name
+  assert isinstance(get_framework("arpl_cs").auxiliary, Auxiliary)
   run = build_run(quick_config(framework="softmax"))
   assert run.state.extra == {}
 

@@ -508,13 +508,13 @@ def test_other_class_partners_never_share_the_label():
 
 
 def test_dataset_mean_fill_is_the_normalised_channel_mean():
-  """fill_mode='dataset_mean' resolves (training.setup.backmix_fill) to float32 [C], the mean of
+  """fill_mode='dataset_mean' resolves (training.run.backmix_fill) to float32 [C], the mean of
   the normalised training images per channel, for both normalisations; 'constant' keeps
   `fill`; a [C] fill lands channel by channel on the partner's foreground, and a fill of the
   wrong length is refused."""
   from backmix_jax.data.augment import normalize
   from backmix_jax.data.sources import ArraySplit
-  from backmix_jax.training.setup import backmix_fill
+  from backmix_jax.training.run import backmix_fill
   from tests.helpers import quick_config
   r = np.random.default_rng(0)
   images = r.integers(0, 256, (20, 8, 8, 3), np.uint8)
@@ -562,7 +562,7 @@ def test_new_settings_are_validated():
   replace='background', cam_norm / cam_batch_stats with oracle CAMs, fill with dataset_mean)
   are each named; 'oracle' on data without masks is one clear ConfigError from build_run."""
   from backmix_jax.training import validate
-  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.run import build_run
   from tests.helpers import quick_config
   assert validate.CHOICES['backmix.partner'] is backmix.PARTNERS
   assert validate.CHOICES['backmix.cam_source'] is backmix.CAM_SOURCES
@@ -632,10 +632,10 @@ def test_train_step_runs_with_the_new_knobs(tmp_path):
   mixing picture shows the same settings (the target's own foreground untouched, other-class
   partners, true masks carried)."""
   from backmix_jax import parallel
-  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.run import build_run
   from backmix_jax.training.step import make_train_step
   from backmix_jax.training.validate import ConfigError
-  from experiments import visualize as vis
+  from backmix_jax.training import mixing_grid as vis
   from tests.helpers import fresh_state, quick_config
   config = quick_config(**{
       'data.image_size': 16, 'batch_size': 64, 'backmix.cam_source': 'oracle',

@@ -2,8 +2,8 @@
 traceback: one table of (input, expected exit code, expected words).
 
 Most rows run in-process (the config check, the data loaders, the workdir claim) and map
-the exception through `cli.exit_status`, the function the commands end with; only what
-lives in the command line itself (flag parsing, the config file, --workdir,
+the exception through `exit_codes.exit_status`, the function the commands end with; only
+what lives in the command line itself (flag parsing, the config file, --workdir,
 --distributed) starts a subprocess, each of which stops before any JAX work.
 """
 import errno
@@ -22,11 +22,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _status(action):
   """Run `action`; (exit code, line) as the commands would end: 0 if nothing was raised."""
-  from experiments import cli
+  from backmix_jax.training import exit_codes
   try:
     action()
   except BaseException as e:  # KeyboardInterrupt rows included
-    status = cli.exit_status(e)
+    status = exit_codes.exit_status(e)
     assert status is not None, f"{type(e).__name__} would end in a traceback: {e}"
     return status
   return 0, ""
@@ -158,7 +158,7 @@ def truncated_identity(tmp_path, monkeypatch):
 
 
 def evaluate_truncated_config(tmp_path, monkeypatch):
-  from experiments.evaluate import check_trained_config
+  from backmix_jax.training.checkpoint_eval import check_trained_config
   (tmp_path / "config.json").write_text('{"dataset": "digits", "model')
   return _status(lambda: check_trained_config(quick_config(), str(tmp_path)))
 
@@ -298,10 +298,10 @@ def test_orbax_logs_of_a_reported_os_error_are_dropped():
   """Orbax logs a failed write once per background thread, with tracebacks; the command's
   one line names it, so those records are dropped, and only those."""
   import logging
-  from experiments import cli
+  from backmix_jax.training import exit_codes
   record = logging.LogRecord("absl", logging.ERROR, "future.py", 387,
                              "_SignalingThread.run() raised an exception: %s",
                              (TENSORSTORE_FULL,), None)
-  assert not cli._not_a_reported_os_error(record)
+  assert not exit_codes.not_a_reported_os_error(record)
   other = logging.LogRecord("absl", logging.ERROR, "x.py", 1, "another failure", (), None)
-  assert cli._not_a_reported_os_error(other)
+  assert exit_codes.not_a_reported_os_error(other)

@@ -9,7 +9,7 @@ import pytest
 
 from backmix_jax import parallel
 from backmix_jax.training import step as step_lib
-from backmix_jax.training.setup import build_run
+from backmix_jax.training.run import build_run
 from tests.helpers import quick_config
 
 

@@ -83,7 +83,7 @@ def diagnostic_run():
   """A digits run whose data has true masks (bright pixels) and two test conditions equal to
   its test_known and test_unknown sets."""
   from backmix_jax.data.benchmark import load_open_set
-  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.run import build_run
   cfg = quick_config(**{"data.image_size": 16})
   d = load_open_set(cfg)
   d = dataclasses.replace(
@@ -121,7 +121,7 @@ def test_cam_localization_reports_train_and_test_sets(diagnostic_run):
 
 def test_diagnostic_evaluators_refuse_data_without_conditions_or_masks():
   """On ordinary data the conditions and CAM evaluators stop with one sentence."""
-  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.run import build_run
   run = build_run(quick_config(**{"data.image_size": 16}))
   for name, words in (("conditions", "needs a benchmark with test conditions"),
                       ("cam_localization", "needs data with true foreground masks")):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from backmix_jax.training.checkpointing import Checkpointer
-from backmix_jax.training.setup import build_run
+from backmix_jax.training.run import build_run
 from backmix_jax.training.train import NonFiniteError, train_and_evaluate
 from tests.helpers import build_with_step, quick_config
 

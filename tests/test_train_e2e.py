@@ -25,7 +25,7 @@ def _train_cli(workdir, *extra):
 
 def _params(workdir):
   from backmix_jax.training.checkpointing import Checkpointer
-  from backmix_jax.training.setup import build_run
+  from backmix_jax.training.run import build_run
   from tests.helpers import flat_params
   cfg = quick_config(num_epochs=2)
   run = build_run(cfg)

@@ -11,11 +11,10 @@ import signal
 import jax.numpy as jnp
 import pytest
 
-from backmix_jax.training import train
+from backmix_jax.training import exit_codes, train
 from backmix_jax.training.checkpointing import Checkpointer
 from backmix_jax.training.train import NonFiniteError, Preempted, train_and_evaluate
 from backmix_jax.training.workdir import RunFailed
-from experiments import cli
 from tests.helpers import quick_config
 
 TOTAL = 5  # 754 training images // 128
@@ -61,7 +60,7 @@ def test_ctrl_c_saves_says_how_to_resume_and_exits_130(tmp_path, monkeypatch):
   handler = signal.getsignal(signal.SIGINT)
   with pytest.raises(Preempted) as stop:
     train_and_evaluate(tiny(), str(tmp_path))
-  code, line = cli.exit_status(stop.value)
+  code, line = exit_codes.exit_status(stop.value)
   assert code == 130
   assert line.startswith(f"stopped by SIGINT at step 3/{TOTAL}; checkpoint saved in")
   assert line.endswith("Run the same command again to resume.")
@@ -90,7 +89,7 @@ def test_second_ctrl_c_aborts_at_once():
     with pytest.raises(KeyboardInterrupt):
       os.kill(os.getpid(), signal.SIGINT)
   assert signal.getsignal(signal.SIGINT) is handler
-  assert cli.exit_status(KeyboardInterrupt())[0] == 130
+  assert exit_codes.exit_status(KeyboardInterrupt())[0] == 130
 
 
 def test_skip_step_stops_after_max_skipped_steps(tmp_path, monkeypatch):
@@ -102,7 +101,7 @@ def test_skip_step_stops_after_max_skipped_steps(tmp_path, monkeypatch):
                                            r"\(max_skipped_steps=2\); last good checkpoint: "
                                            r"step 2") as stop:
     train_and_evaluate(tiny(nan_policy="skip_step", max_skipped_steps=2), str(tmp_path))
-  assert cli.exit_status(stop.value)[0] == 1
+  assert exit_codes.exit_status(stop.value)[0] == 1
   assert Checkpointer(tmp_path).all_steps() == [2]
 
 
@@ -118,7 +117,7 @@ def test_disk_full_while_training_names_the_checkpoint_to_resume_from(tmp_path, 
   monkeypatch.setattr(Checkpointer, "save", save)
   with pytest.raises(RunFailed) as stop:
     train_and_evaluate(tiny(), str(tmp_path))
-  code, line = cli.exit_status(stop.value)
+  code, line = exit_codes.exit_status(stop.value)
   assert code == 1 and "No space left on device" in line
   assert "the last complete checkpoint is step 2" in line
   assert (tmp_path / ".lock").read_text() == ""  # released

@@ -24,6 +24,10 @@ import numpy as np
 from backmix_jax.data.sources import ArraySplit, DataError
 
 
+# data.backend: 'auto' picks tf.data when TensorFlow imports, else NumPy.
+BACKENDS = ("auto", "tf", "numpy")
+
+
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   """[n] int64: the visiting order of epoch `epoch` (independent of hosts and devices)."""
   return np.random.default_rng([seed, epoch]).permutation(n)
@@ -40,8 +44,8 @@ def tensorflow_available() -> bool:
 def resolve_backend(backend: str) -> str:
   if backend == "auto":
     return "tf" if tensorflow_available() else "numpy"
-  if backend not in ("tf", "numpy"):
-    raise DataError(f"unknown data backend {backend!r}; use auto, tf or numpy")
+  if backend not in BACKENDS:
+    raise DataError(f"unknown data backend {backend!r}; use {', '.join(BACKENDS)}")
   if backend == "tf" and not tensorflow_available():
     raise DataError("data.backend='tf' but TensorFlow is not importable; use 'numpy' or 'auto'")
   return backend

@@ -363,6 +363,9 @@ class CamLocalizationEvaluator(Evaluator):
           lines.append(f"| {w} | {src} | " + " | ".join(
               _fmt(metrics[f"{w}/{src}_{k}"])
               for k in ("cell_precision", "cell_recall", "pixel_recall", "fg_cells")) + " |")
+    if self.run.config.backmix.cam_source == "oracle":
+      lines.append("\n(cam_source=oracle: the train step mixed with the true masks; these rows "
+                   "are the network's own CAMs, which it did not use.)")
     return "\n".join(lines) + "\n"
 
   def write(self, directory, tag=""):

@@ -4,7 +4,7 @@ import types
 
 from backmix_jax.frameworks.arpl import ARPL
 from backmix_jax.frameworks.arpl_cs import ARPLCS
-from backmix_jax.frameworks.base import Framework, OSRNet
+from backmix_jax.frameworks.base import Auxiliary, Framework, OSRNet
 from backmix_jax.frameworks.cssr import CSSR
 from backmix_jax.frameworks.medaf import MEDAF
 from backmix_jax.frameworks.softmax import Softmax

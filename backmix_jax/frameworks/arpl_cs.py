@@ -10,9 +10,11 @@ DCGANs (ngf = ndf = 64) trained by Adam(2e-4, b1 0.5). The classifier sees fakes
 second set of batch norms (classifier32ABN's MultiBatchNorm, bn_label 1: own running
 statistics and own scale/bias), so fakes never touch the real images' statistics.
 
-Here the second BN set is kept in the train state's `extra` (its scale/bias, their optimiser
-state, its batch statistics) and swapped into the backbone for the fake forwards; the rest
-of the network (convs, reciprocal points) is shared. G's images are in [0,1], like ARPL's
+Here steps (1)-(3)'s GAN part is the framework's `auxiliary` (`ConfusingSamples`), run by
+the train step before the classifier update; G, D, their optimisers and the second BN set
+(its scale/bias, their optimiser state, its batch statistics) are the train state's `extra`,
+the BN set swapped into the backbone for the fake forwards; the rest of the network (convs,
+reciprocal points) is shared. G's images are in [0,1], like ARPL's
 inputs: D sees real images in [0,1]; the classifier sees fakes normalised like real ones.
 Inputs that are not 32 px are resized to and from the GAN's 32 px (ARPL's 32 px benchmarks
 need none; for TinyImageNet ARPL uses 64 px variants of G and D, not built here).
@@ -38,6 +40,7 @@ import optax
 from flax import traverse_util
 
 from backmix_jax.frameworks.arpl import ARPL
+from backmix_jax.frameworks.base import Auxiliary
 from backmix_jax.parallel import DATA_AXIS
 from backmix_jax.models import layers
 
@@ -45,9 +48,9 @@ GAN_SIZE = 32
 
 
 def _bn(train: bool, axis_name):
-  # PyTorch BatchNorm2d defaults; DCGAN's N(1, 0.02) scale init.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      scale_init=layers.normal(1.0, 0.02), axis_name=axis_name)
+  # PyTorch BatchNorm2d defaults, float32 like the rest of the GAN; DCGAN's N(1, 0.02) scales.
+  return layers.batch_norm(train, momentum=0.9, axis_name=axis_name, dtype=jnp.float32,
+                           scale_init=layers.normal(1.0, 0.02))
 
 
 class Generator32(nn.Module):
@@ -133,7 +136,8 @@ def _bce(logits: jax.Array, target: float) -> jax.Array:
 
 
 class ARPLCS(ARPL):
-  """ARPL's head, loss and score; the GAN and the fake BN set live in TrainState.extra."""
+  """ARPL's head, loss and score; the GAN and the fake BN set are its `auxiliary`, their
+  state TrainState.extra."""
   name = "arpl_cs"
   beta = 0.1
   nz = 100
@@ -149,14 +153,26 @@ class ARPLCS(ARPL):
     return (Generator32(channels, self.ngf, bn_axis_name=axis_name),
             Discriminator32(self.ndf, bn_axis_name=axis_name))
 
-  def init_extra(self, rng, variables, sample_images, tx):
-    g, d = self.gan(sample_images.shape[-1])
+  @property
+  def auxiliary(self) -> "ConfusingSamples":
+    return ConfusingSamples(self)
+
+
+class ConfusingSamples(Auxiliary):
+  """ARPL+CS's GAN steps, with the constants (beta, nz, G, D, their optimiser) of `fw`."""
+
+  def __init__(self, fw: ARPLCS):
+    self.fw = fw
+
+  def init(self, rng, variables, sample_images, tx):
+    fw = self.fw
+    g, d = fw.gan(sample_images.shape[-1])
     k_g, k_d = jax.random.split(rng)
-    g_vars = g.init(k_g, jnp.zeros((1, 1, 1, self.nz), jnp.float32), train=False)
+    g_vars = g.init(k_g, jnp.zeros((1, 1, 1, fw.nz), jnp.float32), train=False)
     d_vars = d.init(k_d, jnp.zeros((1, GAN_SIZE, GAN_SIZE, sample_images.shape[-1])), train=False)
     # The fake BN set starts as a copy of the real one (MultiBatchNorm initialises both alike).
     fake_bn = bn_params(variables["params"], variables.get("batch_stats", {}))
-    gtx = self.gan_tx()
+    gtx = fw.gan_tx()
     return dict(g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
                 g_opt=gtx.init(g_vars["params"]),
                 d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
@@ -164,7 +180,7 @@ class ARPLCS(ARPL):
                 fake_bn=fake_bn, fake_bn_opt=tx.init(fake_bn),
                 fake_stats=variables.get("batch_stats", {}))
 
-  def extra_step(self, rng, extra, params, real_images, *, model, tx, normalize_fn):
+  def step(self, rng, extra, params, real_images, *, model, tx, normalize_fn):
     """Steps (1) D and (2) G of train_cs, and the gradient of (3)'s fake term.
 
     Runs on one device inside shard_map over 'data'. real_images uint8 [b,H,W,C];
@@ -172,15 +188,16 @@ class ARPLCS(ARPL):
     shard's own); normalize_fn: [0,1] float images -> the classifier's input scale.
     Returns (extra, gradient of beta * F w.r.t. params (not yet averaged), metrics).
     """
+    fw = self.fw
     b, h, w, c = real_images.shape
-    g, d = self.gan(c, DATA_AXIS)
-    gtx = self.gan_tx()
+    g, d = fw.gan(c, DATA_AXIS)
+    gtx = fw.gan_tx()
     k_z1, k_z2, k_drop1, k_drop2 = jax.random.split(rng, 4)
     varying = lambda t: lax.pcast(t, DATA_AXIS, to="varying")
     real = _resize(real_images.astype(jnp.float32) / 255.0, (GAN_SIZE, GAN_SIZE))
 
     def generate(g_params, g_stats, key):
-      z = jax.random.normal(key, (b, 1, 1, self.nz), jnp.float32)
+      z = jax.random.normal(key, (b, 1, 1, fw.nz), jnp.float32)
       fake, upd = g.apply({"params": g_params, "batch_stats": g_stats}, z, train=True,
                           mutable=["batch_stats"])
       return fake, upd["batch_stats"]
@@ -217,7 +234,7 @@ class ARPLCS(ARPL):
                          mutable=["batch_stats"])
       f, fake_stats = classify_fake(lax.stop_gradient(params), extra["fake_bn"],
                                     extra["fake_stats"], fake_g, k_drop1)
-      return _bce(out, 1.0) + self.beta * f, (upd["batch_stats"], fake_stats)
+      return _bce(out, 1.0) + fw.beta * f, (upd["batch_stats"], fake_stats)
 
     (loss_g, (d_stats, fake_stats)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
         varying(extra["g_params"]))
@@ -232,7 +249,7 @@ class ARPLCS(ARPL):
 
     def cls_fake_fn(cls_params, fake_bn):
       f, stats = classify_fake(cls_params, fake_bn, fake_stats, fake2, k_drop2)
-      return self.beta * f, (f, stats)
+      return fw.beta * f, (f, stats)
 
     (_, (f_cls, fake_stats)), (p_grads, bn_grads) = jax.value_and_grad(
         cls_fake_fn, argnums=(0, 1), has_aux=True)(params, varying(extra["fake_bn"]))

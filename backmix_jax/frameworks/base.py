@@ -2,7 +2,9 @@
 
 A framework is one small unit: a head (feature map -> logits and per-location class
 maps), a training loss, an open-set score (higher = more known) and the map BackMix
-reads its CAMs from. The train step and the evaluator only talk to this interface.
+reads its CAMs from. The train step and the evaluator only talk to this interface. A
+framework that trains other networks beside the classifier (ARPL+CS's GAN) offers them as
+an `Auxiliary`; the others have none.
 """
 from __future__ import annotations
 
@@ -16,12 +18,44 @@ import optax
 from backmix_jax.frameworks.scores import get_score
 
 
+class Auxiliary:
+  """Networks trained beside the classifier, in the same train step (ARPL+CS's GAN).
+
+  Their whole state (parameters, optimiser states, statistics) is TrainState.extra.
+  """
+
+  def init(self, rng: jax.Array, variables: dict, sample_images: jnp.ndarray,
+           tx: optax.GradientTransformation) -> Any:
+    """The initial TrainState.extra.
+
+    variables: the classifier's initial {'params', 'batch_stats'}; sample_images [b,H,W,C]
+    normalised; tx: the classifier's optimiser.
+    """
+    raise NotImplementedError
+
+  def step(self, rng, extra, params, real_images, *, model, tx,
+           normalize_fn) -> tuple[Any, Any, dict]:
+    """Train what `extra` holds, inside the per-device train step (under shard_map over
+    'data'), before the classifier update.
+
+    params: the classifier's parameters, device-varying; real_images uint8 [b,H,W,C] (the
+    clean batch); model: the classifier network; tx: its optimiser; normalize_fn: float
+    images in [0,1] -> the classifier's input scale.
+    Returns (new extra, a gradient for `params` to add to the loss's before averaging, or
+    None, dict of scalar metrics).
+    """
+    raise NotImplementedError
+
+
 class Framework:
   """Base class; subclasses override `make_head` and `loss`, and usually `score`
   (`build_network` when the network is not one backbone plus a head)."""
   name: str = ""
   default_score: str = "mls"
   scores: tuple[str, ...] = ("msp", "mls", "energy")
+  # Networks trained beside the classifier, or None (every framework but ARPL+CS): the
+  # step then trains the classifier alone and TrainState.extra stays {}.
+  auxiliary: Auxiliary | None = None
 
   def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
     """The head module: called as head(feature_map [B,g,g,D], train) -> outputs dict.
@@ -71,29 +105,6 @@ class Framework:
     del name, reduce_train
     return None
 
-  def init_extra(self, rng: jax.Array, variables: dict, sample_images: jnp.ndarray,
-                 tx: optax.GradientTransformation) -> Any:
-    """TrainState.extra: state of networks trained beside the classifier (ARPL+CS's GAN).
-
-    variables: the classifier's initial {'params', 'batch_stats'}; sample_images [b,H,W,C]
-    normalised; tx: the classifier's optimiser. Default: {} (nothing extra).
-    """
-    del rng, variables, sample_images, tx
-    return {}
-
-  def extra_step(self, rng, extra, params, real_images, *, model, tx,
-                 normalize_fn) -> tuple[Any, Any, dict]:
-    """Hook run inside the per-device train step (under shard_map over 'data') before the
-    classifier update: trains whatever `extra` holds.
-
-    params: the classifier's parameters, device-varying; real_images uint8 [b,H,W,C] (the
-    clean batch); normalize_fn: float images in [0,1] -> the classifier's input scale.
-    Returns (new extra, extra gradient for `params` to add to the loss's before averaging
-    (None for none), dict of scalar metrics). The default trains nothing.
-    """
-    del rng, params, real_images, model, tx, normalize_fn
-    return extra, None, {}
-
   def cam_maps(self, outputs: dict) -> jnp.ndarray:
     """[B,g,g,K] per-location class evidence that BackMix turns into CAMs."""
     return outputs["class_maps"]
@@ -116,6 +127,3 @@ class OSRNet(nn.Module):
 def gap(feature_map: jnp.ndarray) -> jnp.ndarray:
   """[B,g,g,D] -> [B,D] global average pool, in float32."""
   return jnp.mean(feature_map.astype(jnp.float32), axis=(1, 2))
-
-
-Registry = dict[str, Callable[[], Framework]]

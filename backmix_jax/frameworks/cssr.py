@@ -24,8 +24,8 @@ Facts from xyzedd/CSSR (`methods/cssr.py`, `configs/{linear,pcssr,rcssr}.json`):
   CSSR computes prototypes on un-augmented training images but the standardising mean and
   std on augmented ones; here both come from un-augmented training images (`fit_score`).
 
-Initialisers follow PyTorch's Conv2d default, U(+-1/sqrt(fan_in)). CAM source: the logit
-map of each class, [B,g,g,K].
+Initialisers follow PyTorch's Conv2d default, U(+-1/sqrt(fan_in)) (models/layers.py). CAM
+source: the logit map of each class, [B,g,g,K].
 """
 from __future__ import annotations
 
@@ -39,18 +39,11 @@ import optax
 
 from backmix_jax.frameworks.base import Framework
 from backmix_jax.frameworks.scores import get_score
+from backmix_jax.models import layers
 
 CLIP = 100.0   # CSSRClassifier.clip_len
 GRAM_POWER = 8  # CSSRModel.powers
 STD_EPS = 1e-8
-
-
-def _torch_conv_init(fan_in_axis: int):
-  """PyTorch's default Conv2d/Linear weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  def init(key, shape, dtype=jnp.float32):
-    bound = 1.0 / np.sqrt(shape[fan_in_axis])
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-  return init
 
 
 def reconstruction_logit_maps(fmap, w_enc, w_dec, sign: float, gamma: float, dtype=jnp.float32):
@@ -90,13 +83,14 @@ class CSSRHead(nn.Module):
   def __call__(self, fmap, train: bool):
     d, k = fmap.shape[-1], self.num_classes
     if self.variant == "linear":
-      w = self.param("cls", _torch_conv_init(0), (d, k))
+      w = self.param("cls", layers.TORCH_DEFAULT, (d, k))
       maps = self.gamma * jnp.einsum("bhwd,dk->bhwk", fmap.astype(self.dtype),
                                      w.astype(self.dtype)).astype(jnp.float32)
       logits = maps.mean(axis=(1, 2))  # avg_softmax: CE on the mean of the logit maps
     else:
-      w_enc = self.param("encoder", _torch_conv_init(1), (k, d, self.latent))
-      w_dec = self.param("decoder", _torch_conv_init(1), (k, self.latent, d))
+      # One auto-encoder per class: fan_in is each matrix's input side.
+      w_enc = self.param("encoder", layers.TORCH_DEFAULT_STACKED, (k, d, self.latent))
+      w_dec = self.param("decoder", layers.TORCH_DEFAULT_STACKED, (k, self.latent, d))
       sign = -1.0 if self.variant == "pcssr" else 1.0
       maps = reconstruction_logit_maps(fmap, w_enc, w_dec, sign, self.gamma, self.dtype)
       logits = softmax_avg_logits(maps)

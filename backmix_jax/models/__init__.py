@@ -30,6 +30,9 @@ from backmix_jax.models.classifier32 import Classifier32, CnnSmall
 from backmix_jax.models.resnet import ResNet
 from backmix_jax.models.wrn import WideResNet
 
+# config.dtype: the compute dtype (parameters and batch statistics stay float32).
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "classifier32": Classifier32,
     "classifier32_64": Classifier32,
@@ -48,4 +51,5 @@ def get_backbone(name: str, *, dtype: Any = jnp.float32, bn_axis_name: str | Non
   return BACKBONES[name](dtype=dtype, bn_axis_name=bn_axis_name, **overrides)
 
 
-__all__ = ["BACKBONES", "get_backbone", "Classifier32", "CnnSmall", "ResNet", "WideResNet"]
+__all__ = ["BACKBONES", "COMPUTE_DTYPES", "get_backbone", "Classifier32", "CnnSmall", "ResNet",
+           "WideResNet"]

@@ -16,6 +16,9 @@ import numpy as np
 HE_FAN_OUT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 # torch.nn.Conv2d's default: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
 TORCH_DEFAULT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+# The same for a stack of weight matrices [n, in, out] (one per class): fan_in = in.
+TORCH_DEFAULT_STACKED = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform",
+                                                         batch_axis=0)
 
 
 def torch_default_bias(fan_in: int):
@@ -41,8 +44,10 @@ def conv(width: int, kernel: int, stride: int, *, init, dtype: Any, name: str) -
                  name=name)
 
 
-def batch_norm(train: bool, *, momentum: float, axis_name: str | None, dtype: Any, name: str,
-               scale_init=nn.initializers.ones) -> nn.BatchNorm:
+def batch_norm(train: bool, *, momentum: float, axis_name: str | None, dtype: Any,
+               name: str | None = None, scale_init=nn.initializers.ones) -> nn.BatchNorm:
+  """PyTorch's BatchNorm2d (eps 1e-5) with flax's `momentum` (= 1 - torch's); name None lets
+  a compact module number it (BatchNorm_0, ...)."""
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
                       scale_init=scale_init, axis_name=axis_name, dtype=dtype,
                       param_dtype=jnp.float32, name=name)

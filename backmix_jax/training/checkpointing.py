@@ -28,16 +28,18 @@ def model_signature(config, known_classes, image_shape, bank_size: int) -> dict:
 
 
 class Checkpointer:
-  """Saves every `every_steps` (and when forced), keeps the newest `keep` (at least one).
+  """Saves when asked, keeps the newest `keep` (at least one).
 
-  The newest checkpoint is never deleted, so the final step of a run always survives:
-  Orbax's max_to_keep=0 would delete every checkpoint, the final one included.
+  When to save is the training loop's decision (config.checkpoint_every_steps, the final
+  step, a preemption): Orbax's own interval is left at every step, so the two never
+  disagree. The newest checkpoint is never deleted, so the final step of a run always
+  survives: Orbax's max_to_keep=0 would delete every checkpoint, the final one included.
   """
 
-  def __init__(self, workdir: str, *, every_steps: int = 0, keep: int = 3):
+  def __init__(self, workdir: str, *, keep: int = 3):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max(int(keep), 1), save_interval_steps=max(every_steps, 1), create=True)
+        max_to_keep=max(int(keep), 1), save_interval_steps=1, create=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "meta"))
 

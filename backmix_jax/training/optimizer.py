@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import optax
 
+OPTIMIZERS = ("sgd", "adam")                       # config.optimizer.name
+SCHEDULES = ("multistep", "cosine", "constant")    # config.optimizer.schedule
+
 
 def learning_rate_schedule(cfg, steps_per_epoch: int, num_epochs: int) -> optax.Schedule:
   """Step -> learning rate. multistep decays by cfg.decay at each epoch in cfg.milestones."""
@@ -16,7 +19,7 @@ def learning_rate_schedule(cfg, steps_per_epoch: int, num_epochs: int) -> optax.
   elif cfg.schedule == "cosine":
     main = optax.cosine_decay_schedule(lr, max(total - cfg.warmup_epochs * steps_per_epoch, 1))
   else:
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose multistep, cosine or constant")
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from {', '.join(SCHEDULES)}")
   warm = int(cfg.warmup_epochs * steps_per_epoch)
   if warm:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), main], [warm])
@@ -32,5 +35,5 @@ def make_optimizer(cfg, steps_per_epoch: int, num_epochs: int) -> optax.Gradient
   elif cfg.name == "adam":
     opt = optax.adam(schedule)
   else:
-    raise ValueError(f"unknown optimizer {cfg.name!r}; choose sgd or adam")
+    raise ValueError(f"unknown optimizer {cfg.name!r}; choose from {', '.join(OPTIMIZERS)}")
   return optax.chain(*decay, opt)

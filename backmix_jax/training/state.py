@@ -14,8 +14,8 @@ class TrainState:
   """step int32 []; params/batch_stats/opt_state pytrees; rng uint32 key data (fixed:
   per-step keys are fold_in(rng, step), so resuming needs no RNG bookkeeping);
   bank float32 [N,g,g] per-example CAM bank (a [1,g,g] placeholder unless BackMix bank
-  mode: Orbax cannot save zero-size arrays); extra: the framework's auxiliary state
-  (Framework.init_extra; {} for most frameworks, ARPL+CS's GAN).
+  mode: Orbax cannot save zero-size arrays); extra: the state of the framework's auxiliary
+  networks (`Framework.auxiliary`: ARPL+CS's GAN; {} for every other framework).
   The data position is `step` (see data.pipeline)."""
   step: jnp.ndarray
   params: Any
@@ -56,15 +56,16 @@ flax.serialization.register_serialization_state(TrainState, _to_state_dict, _fro
 def create_train_state(model, tx, rng: jax.Array, sample_images: jnp.ndarray,
                        bank_size: int, framework=None) -> TrainState:
   """Initialise parameters from a sample batch [b,H,W,C] (float) and an empty or 0.5 bank;
-  `framework` (optional) initialises the extra state."""
+  the auxiliary networks of `framework` (optional), if it has any, initialise `extra`."""
   from backmix_jax import backmix
   k_init, k_drop, k_train = jax.random.split(rng, 3)
   variables = model.init({"params": k_init, "dropout": k_drop}, sample_images, train=False)
   params = variables["params"]
   grid = model.apply(variables, sample_images, train=False)["class_maps"].shape[1]
   bank = backmix.init_bank(bank_size, grid) if bank_size else jnp.zeros((1, grid, grid), jnp.float32)
+  aux = framework.auxiliary if framework is not None else None
+  extra = {} if aux is None else aux.init(jax.random.fold_in(rng, 1), variables, sample_images,
+                                          tx)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                    rng=jax.random.key_data(k_train), bank=bank,
-                    extra=framework.init_extra(jax.random.fold_in(rng, 1), variables,
-                                               sample_images, tx) if framework else {})
+                    rng=jax.random.key_data(k_train), bank=bank, extra=extra)

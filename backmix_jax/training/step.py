@@ -23,7 +23,11 @@ from backmix_jax.parallel import DATA_AXIS
 from backmix_jax.training.cams import model_cams
 from backmix_jax.training.optimizer import learning_rate_schedule
 from backmix_jax.training.state import TrainState
-from backmix_jax.training.validate import ConfigError
+
+# config.backmix.train_on: the mixed batch alone, or mixed and clean images together.
+TRAIN_ON = ("mix", "mix+clean")
+# config.nan_policy: 'stop' ends the run (the loop raises), 'skip_step' keeps the old state.
+NAN_POLICIES = ("stop", "skip_step")
 
 
 def backmix_images(rng, model, framework, state: TrainState, images, labels, batch, bcfg,
@@ -39,7 +43,7 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
   if fill is None:
     if bcfg.fill_mode != "constant":
       raise ValueError(f"backmix.fill_mode={bcfg.fill_mode!r} needs its fill value passed in "
-                       "(training.setup.Run.fill)")
+                       "(training.run.Run.fill)")
     fill = bcfg.fill
   if bcfg.cam_source == "oracle":
     # The bank placeholder has the network's CAM grid; no forward is needed.
@@ -106,13 +110,15 @@ def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, con
   # Differentiating the replicated value directly would make shard_map psum it instead.
   local_params = lax.pcast(state.params, DATA_AXIS, to="varying")
   (loss, (outputs, batch_stats, extras)), grads = jax.value_and_grad(loss_fn, has_aux=True)(local_params)
-  # Networks trained beside the classifier (ARPL+CS's GAN); most frameworks have none.
-  # Its own key: the split above stays as it was, so other frameworks draw as before.
-  extra, extra_grads, extra_metrics = framework.extra_step(
-      jax.random.fold_in(key, 3), state.extra, local_params, batch["image"],
-      model=model, tx=tx, normalize_fn=lambda x01: aug.normalize(x01 * 255.0, dcfg.normalize))
-  if extra_grads is not None:
-    grads = jax.tree.map(jnp.add, grads, extra_grads)
+  extra, extra_metrics = state.extra, {}
+  aux = framework.auxiliary  # networks trained beside the classifier (ARPL+CS's GAN), or None
+  if aux is not None:
+    # Its own key: the split above stays as it was, so other frameworks draw as before.
+    extra, aux_grads, extra_metrics = aux.step(
+        jax.random.fold_in(key, 3), state.extra, local_params, batch["image"], model=model,
+        tx=tx, normalize_fn=lambda x01: aug.normalize(x01 * 255.0, dcfg.normalize))
+    if aux_grads is not None:
+      grads = jax.tree.map(jnp.add, grads, aux_grads)
   grads = lax.pmean(grads, DATA_AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -143,10 +149,11 @@ def make_train_step(mesh, *, model, framework, tx, config, steps_per_epoch: int,
   masked pixels, scalar or [C] (`Run.fill`); None means config.backmix.fill, which only
   fill_mode='constant' allows.
   """
+  from backmix_jax.training.validate import ConfigError  # validate reads this module's choices
   bcfg = config.backmix
   if bcfg.enabled and fill is None and bcfg.fill_mode != "constant":
     raise ConfigError(f"backmix.fill_mode={bcfg.fill_mode!r}: pass fill=run.fill (the training "
-                      "set's channel mean, computed by training.setup.build_run)")
+                      "set's channel mean, computed by training.run.build_run)")
   body = functools.partial(per_device_step, model=model, framework=framework, tx=tx,
                            config=config, steps_per_epoch=steps_per_epoch, fill=fill)
   mapped = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()))
@@ -154,7 +161,7 @@ def make_train_step(mesh, *, model, framework, tx, config, steps_per_epoch: int,
 
 
 def make_run_step(run, framework=None, config=None):
-  """`make_train_step` for a built run (`training.setup.build_run`): its mesh, networks,
+  """`make_train_step` for a built run (`training.run.build_run`): its mesh, networks,
   optimiser, steps per epoch and BackMix fill; `framework` or `config` replace the run's."""
   return make_train_step(run.mesh, model=run.train_model, framework=framework or run.framework,
                          tx=run.tx, config=config or run.config,

@@ -17,8 +17,8 @@ from backmix_jax import parallel
 from backmix_jax.evaluation import report
 from backmix_jax.evaluation.evaluators import build_evaluators, due, run_evaluators
 from backmix_jax.training import checkpointing, identity, validate
-from backmix_jax.training.logging import MetricLogger, format_duration, log
-from backmix_jax.training.setup import Run, build_run
+from backmix_jax.training.records import MetricLogger, format_duration, log
+from backmix_jax.training.run import Run, build_run
 from backmix_jax.training.step import make_run_step
 from backmix_jax.training.workdir import claim as claim_workdir
 
@@ -159,8 +159,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
       f"process(es) | global batch {config.batch_size} | {run.stream.steps_per_epoch} steps/epoch "
       f"x {config.num_epochs} epochs = {run.total_steps} steps")
 
-  ckpt = checkpointing.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
-                                    keep=config.keep_checkpoints)
+  ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
   state, start = run.state, 0
   if ckpt.latest_step() is not None:
     state, start = ckpt.restore(run.state, run.signature)
@@ -250,7 +249,8 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption, evalua
       raise Preempted(f"stopped by {preemption.signal} at step {step}/{total}; checkpoint "
                       f"saved in {ckpt.directory}. Run the same command again to resume.",
                       exit_code=130 if preemption.signal == "SIGINT" else 0)
-    if step % max(cfg.checkpoint_every_steps, 1) == 0 and step != total:
+    # The one place that decides the periodic saves (the final one follows the loop).
+    if step % cfg.checkpoint_every_steps == 0 and step != total:
       absorb(*pending)  # never checkpoint a state that went non-finite
       pending = None
       ckpt.save(step, state, run.signature)

@@ -8,27 +8,30 @@ import os
 
 import jax
 
-from backmix_jax import backmix
+from backmix_jax import backmix, models
+from backmix_jax.data import augment, pipeline
+from backmix_jax.training import optimizer, step
 
 
 class ConfigError(ValueError):
   """The config cannot describe a valid run."""
 
 
+# Allowed values of the enum fields, each owned by the module that reads the field.
 CHOICES = {
     "backmix.cam_source": backmix.CAM_SOURCES,
     "backmix.partner": backmix.PARTNERS,
     "backmix.placement": backmix.PLACEMENTS,
     "backmix.replace": backmix.REPLACES,
     "backmix.fill_mode": backmix.FILL_MODES,
-    "backmix.train_on": ("mix", "mix+clean"),
+    "backmix.train_on": step.TRAIN_ON,
     "backmix.cam_norm": backmix.CAM_NORMS,
-    "data.normalize": ("cssr", "unit"),
-    "data.backend": ("auto", "tf", "numpy"),
-    "optimizer.name": ("sgd", "adam"),
-    "optimizer.schedule": ("multistep", "cosine", "constant"),
-    "nan_policy": ("stop", "skip_step"),
-    "dtype": ("float32", "bfloat16", "float16"),
+    "data.normalize": augment.NORMALIZATIONS,
+    "data.backend": pipeline.BACKENDS,
+    "optimizer.name": optimizer.OPTIMIZERS,
+    "optimizer.schedule": optimizer.SCHEDULES,
+    "nan_policy": step.NAN_POLICIES,
+    "dtype": models.COMPUTE_DTYPES,
 }
 
 
@@ -113,7 +116,7 @@ def _backmix_geometry_problems(config) -> list[str]:
   out = []
   if size % grid:
     out.append(f"the {config.model} CAM grid {grid}x{grid} does not divide the image side {size}")
-  patch = round(config.backmix.patch_frac * size)
+  patch = backmix.patch_side(size, config.backmix.patch_frac)
   if not 1 <= patch <= size:
     out.append(f"backmix patch side {patch} px does not fit a {size} px image")
   return out

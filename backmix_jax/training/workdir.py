@@ -150,7 +150,7 @@ def _config_dict(config) -> dict:
 
 def _record(config, workdir: str, *, write: bool):
   """Compare `config` with the run the workdir records; refuse or record (see module doc)."""
-  from backmix_jax.training.logging import log
+  from backmix_jax.training.records import log
   current = identity.full_identity(config)
   recorded, source = accepted_identity(workdir)
   root = epath.Path(workdir)
@@ -224,7 +224,7 @@ def _lock(workdir: str):
   """Hold <workdir>/.lock for the block; WorkdirError when a live process holds it."""
   import fcntl
 
-  from backmix_jax.training.logging import log
+  from backmix_jax.training.records import log
   path = os.path.join(workdir, LOCK)
   fd = _open_lock(path)
   host = socket.gethostname()

@@ -1,5 +1,6 @@
-"""Everything a run is built from, derived once from the config: data, mesh, networks,
-optimiser, an initial state and the checkpoint signature. Shared by train and evaluate."""
+"""A run built from its config: `build_run(config)` loads the data and derives, once, the
+mesh, networks, optimiser, input stream, initial state and checkpoint signature. Training,
+evaluation, trials, the mixing grid and the speed benchmark all start from one."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,6 +26,10 @@ from backmix_jax.training.state import TrainState, create_train_state
 
 @dataclasses.dataclass
 class Run:
+  """What one run is built from, derived from `config` and its data: what a train step, an
+  evaluator or a checkpoint restore needs. It holds no training progress: trained states
+  come from the loop or a checkpoint; `state` is the initial one, the template checkpoints
+  are restored into."""
   config: object
   data: OpenSetData
   mesh: jax.sharding.Mesh
@@ -34,7 +39,7 @@ class Run:
   stream: TrainStream
   tx: optax.GradientTransformation
   state: TrainState     # freshly initialised, replicated over the mesh
-  signature: dict
+  signature: dict       # what a checkpoint must match (checkpointing.model_signature)
   fill: object = 0.0    # BackMix fill for make_train_step: float or float32 [C], backmix_fill
 
   @property
@@ -66,6 +71,8 @@ def backmix_fill(config, train: ArraySplit):
 
 
 def build_run(config, data: OpenSetData | None = None) -> Run:
+  """The `Run` of `config`: its data (`data` given, or loaded per config.data), checked
+  against the config, and every object derived from both. Raises DataError / ConfigError."""
   data = load_open_set(config) if data is None else data
   validate.check_data(config, data)
   mesh = parallel.make_mesh(config.num_devices or None)

@@ -1,0 +1,116 @@
+"""Evaluate a saved checkpoint of a training run: open-set metrics, a markdown table, plots.
+
+`evaluate_checkpoint` restores the newest checkpoint (or a given step) into the model the
+config describes, checks that the config is the run the workdir trained, and runs the
+evaluators training runs (`train.evaluate_run`), writing metrics.json, metrics.md,
+eval_outputs.npz, roc.png, score_histogram.png and oscr.png. Only the final checkpoint's
+default evaluation uses those names (it reproduces training's own record); any other adds a
+suffix (`output_tag`: _step<N>, _arpl, _unknown) so it never overwrites it.
+`python -m experiments.evaluate` is this function behind flags; trials use it too.
+"""
+from __future__ import annotations
+
+import os
+
+from backmix_jax.evaluation import report
+from backmix_jax.evaluation.evaluators import build_evaluators
+from backmix_jax.training import identity, validate
+from backmix_jax.training.checkpointing import Checkpointer, CheckpointError
+from backmix_jax.training.records import log
+from backmix_jax.training.run import build_run
+from backmix_jax.training.train import evaluate_run
+from backmix_jax.training.workdir import trained_config
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """Steps of the checkpoints in `workdir` (sorted); [] when it has none.
+
+  Looks before opening a Checkpointer, which would create the directory.
+  """
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    return []
+  ckpt = Checkpointer(workdir)
+  try:
+    return sorted(ckpt.all_steps())
+  finally:
+    ckpt.close()
+
+
+def check_trained_config(config, workdir: str):
+  """Raise CheckpointError when `config` is not the run the workdir trained: its run
+  identity (training/identity.py: data, classes, input preparation, network) differs from
+  that of the config training recorded (config.json, or history.jsonl's newest entry after
+  a resume=override). The checkpoint's model signature holds shapes only, so a checkpoint
+  of another class split or normalisation would restore without complaint and give
+  meaningless (or mislabelled) metrics. No recorded config: nothing to check."""
+  saved, path = trained_config(workdir)
+  if saved is None:
+    return
+  changed = identity.differences(identity.run_identity(saved), identity.run_identity(config))
+  if changed:
+    diffs = [f"{key}={trained!r} in training, {given!r} here"
+             for key, (trained, given) in changed.items()]
+    raise CheckpointError(f"{workdir} was trained with another config ({'; '.join(diffs)}); "
+                          f"evaluate with the training config, saved in {path}")
+
+
+def output_tag(step: int, total_steps: int, *, arpl_compat: bool = False,
+               unknown: bool = False) -> str:
+  """Suffix of the files an evaluation writes: '' only for the final checkpoint's default
+  evaluation (the record training wrote itself), so other evaluations never overwrite it."""
+  return ("" if step == total_steps else f"_step{step}") + ("_arpl" if arpl_compat else "") + (
+      "_unknown" if unknown else "")
+
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
+                        arpl_compat: bool = False, run=None, unknown: str = "",
+                        out: str = "") -> dict:
+  """Restore checkpoint `step` (newest when None) of `workdir` and evaluate it.
+
+  `run` (from `build_run(config)`) may be passed to reuse one already built. Runs the
+  evaluators of config.evals (or, with `unknown`, the open-set evaluator and the extra
+  unknown sets of that comma-separated list of source specs), writes the files of
+  `train.evaluate_run` in `out` (default `workdir`) under the suffix of `output_tag`, and
+  returns its metrics.
+
+  Raises:
+    CheckpointError: no checkpoint in `workdir`, no checkpoint at `step`, one of a model
+      other than the one `config` describes, or one trained on other data
+      (`check_trained_config`).
+    ConfigError / DataError: as for training.
+  """
+  validate.check_config(config)
+  # Checked before the data is loaded and the model initialised: these fail in a second.
+  steps = checkpoint_steps(workdir)
+  if not steps:
+    raise CheckpointError(f"no checkpoint in {workdir}; train first: python -m "
+                          f"experiments.train --config ... --workdir {workdir}")
+  if step is not None and step not in steps:
+    raise CheckpointError(f"no checkpoint at step {step} in {workdir}; available: {steps}")
+  check_trained_config(config, workdir)
+  run = build_run(config) if run is None else run
+  # Unknown sets are read before the checkpoint: a bad one fails in a second, nothing written.
+  only = {"unknown_sets": dict(sources=unknown)} if unknown else None
+  evaluators = build_evaluators(run, workdir, only=only,
+                                overrides={"open_set": dict(arpl_compat=arpl_compat)})
+  ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+  try:
+    state, step = ckpt.restore(run.state, run.signature, step)
+  finally:
+    ckpt.close()
+  d = run.data
+  final = "final" if step == run.total_steps else f"of {run.total_steps}"
+  log(f"eval   {config.dataset} {config.protocol} trial {config.trial}: checkpoint step "
+      f"{step} ({final}) in {workdir} | {config.model} + {config.framework}, score "
+      f"{config.score or run.framework.default_score} | test known {len(d.test_known)} + "
+      f"unknown {len(d.test_unknown)} samples | metrics "
+      f"{'ARPL-compatible' if arpl_compat else 'exact'}")
+  tag = output_tag(step, run.total_steps, arpl_compat=arpl_compat, unknown=bool(unknown))
+  directory = out or workdir
+  metrics = evaluate_run(run, state, directory, evaluators=evaluators, tag=tag)
+  log(f"wrote metrics{tag}.json, metrics{tag}.md, eval_outputs{tag}.npz and plots in "
+      f"{directory}\n")
+  if unknown:
+    log(evaluators["unknown_sets"][0].markdown(metrics["unknown_sets"]))
+  log(report.evaluation_markdown(metrics))
+  return metrics

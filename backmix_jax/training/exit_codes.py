@@ -1,0 +1,49 @@
+"""How a command ends: the exit code and the one line each failure is reported with.
+
+0 done (or stopped by SIGTERM with a checkpoint saved), 2 a bad input or environment found
+before work started (flags, config file, config values, data, workdir, distributed setup),
+1 a failure after training started (non-finite loss, disk full, I/O), 130 stopped by
+Ctrl-C. Each failure is one line, never a traceback; a traceback means a bug. The commands
+(experiments/cli.py) end through `exit_status`.
+"""
+from __future__ import annotations
+
+import logging
+
+from backmix_jax.data.sources import DataError
+from backmix_jax.evaluation.evaluators import EvaluatorError
+from backmix_jax.training.checkpointing import CheckpointError
+from backmix_jax.training.train import NonFiniteError, Preempted
+from backmix_jax.training.validate import ConfigError
+from backmix_jax.training.workdir import TENSORSTORE_ERRNO, RunFailed, WorkdirError
+
+# Problems with what the user gave (config, data, checkpoint, workdir): exit code 2.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteError, EvaluatorError,
+               WorkdirError)
+
+
+def exit_status(error: BaseException) -> tuple[int, str] | None:
+  """(exit code, the one line to print) for an error a command ends with; None for one
+  that is a bug (its traceback is wanted) or absl's own SystemExit. Preempted's line goes
+  to stdout, the others' (starting 'error: ') to stderr."""
+  if isinstance(error, Preempted):  # a clean stop: the checkpoint is saved, the rerun resumes
+    return error.exit_code, str(error)
+  if isinstance(error, KeyboardInterrupt):
+    return 130, ("error: interrupted by Ctrl-C; checkpoints already complete are kept: run the "
+                 "same command again to resume from the newest")
+  if isinstance(error, (RunFailed, NonFiniteError)):  # training had started
+    return 1, f"error: {error}"
+  if isinstance(error, USER_ERRORS):
+    return 2, f"error: {error}"
+  if isinstance(error, OSError) and error.errno is not None:
+    where = f" ({error.filename})" if error.filename else ""
+    return 2, f"error: {error.strerror}{where}"
+  return None
+
+
+def not_a_reported_os_error(record: logging.LogRecord) -> bool:
+  """Log filter dropping Orbax's records of a failed system call (disk full, read-only file
+  system, I/O error, in TensorStore's words): the command ends with one line naming it,
+  which these records would bury under a traceback per background thread."""
+  text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+  return TENSORSTORE_ERRNO.search(text) is None
