@@ -1,0 +1,182 @@
+"""The BackMix study on the fore-/background diagnostic: variants x seeds, then one table.
+
+  python tools/fgbg_study.py --config configs/fgbg_digits.py --root runs/study --seeds 0 \
+      --variants off,released,oracle_swap            # train what is missing, print the table
+  python tools/fgbg_study.py --config configs/fgbg_digits.py --root runs/study --summary_only
+
+Each run is `train_and_evaluate(config + the variant's overrides, root/<variant>_s<seed>)`
+(a finished workdir is not retrained), so a killed study resumes where it stopped. The
+summary reads every metrics.json under --root: mean ± std over seeds per variant of the
+diagnostic's condition metrics and the final CAM localisation, and for each variant the
+difference to `off` paired by seed (same data, same initialisation and batch order).
+Extra overrides for every run: --set key=value (repeatable), e.g. --set num_epochs=8.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+# name -> overrides of config.backmix (the released wrapper's rules are the defaults).
+VARIANTS = {
+    "off": dict(enabled=False),
+    "released": dict(),
+    # Released rules, one knob changed.
+    "oracle": dict(cam_source="oracle"),
+    "place_bg": dict(placement="background"),
+    "fg50": dict(fg_ratio=0.5),
+    "mean_fill": dict(fill_mode="dataset_mean"),
+    "other_class": dict(partner="other_class"),
+    "mix50": dict(mix_prob=0.5),
+    "warmup": dict(warmup_epochs=5),
+    "mix_clean": dict(train_on="mix+clean"),
+    # Background swap: the target keeps its top-half cells, every other cell comes from a
+    # random partner (its foreground cells filled with the dataset mean), so a training
+    # image's background says nothing about its label. With the true masks (oracle) this is
+    # what BackMix aims at with a perfect CAM; with live CAMs it is what a CAM can give.
+    "oracle_swap": dict(cam_source="oracle", replace="background", fg_ratio=0.5,
+                        fill_mode="dataset_mean"),
+    "oracle_swap_half": dict(cam_source="oracle", replace="background", fg_ratio=0.5,
+                             fill_mode="dataset_mean", mix_prob=0.5),
+    "cam_swap": dict(replace="background", fg_ratio=0.5, fill_mode="dataset_mean"),
+    "cam_swap_warm": dict(replace="background", fg_ratio=0.5, fill_mode="dataset_mean",
+                          warmup_epochs=5),
+    "cam_swap_half": dict(replace="background", fg_ratio=0.5, fill_mode="dataset_mean",
+                          mix_prob=0.5),
+}
+
+COLUMNS = (("acc/known_correlated", "acc corr"), ("acc/known_swapped", "acc swap"),
+           ("acc/known_unrelated", "acc unrel"), ("auroc/unknown_known_bg", "AUROC partial"),
+           ("auroc/unknown_unknown_bg", "AUROC unk-bg"), ("auroc", "AUROC all"),
+           ("cam:train/live_cell_precision", "CAM prec"),
+           ("cam:train/live_pixel_recall", "CAM px rec"))
+
+CONFIG = flags.DEFINE_string("config", "configs/fgbg_digits.py", "Diagnostic config file.")
+ROOT = flags.DEFINE_string("root", "runs/fgbg_study", "Directory of the study's workdirs.")
+SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds (config.seed) of every variant.")
+NAMES = flags.DEFINE_list("variants", list(VARIANTS), f"Variants, of {', '.join(VARIANTS)}.")
+SETS = flags.DEFINE_multi_string("set", [], "key=value override for every run (dotted keys).")
+SUMMARY_ONLY = flags.DEFINE_bool("summary_only", False, "Only print the table of what exists.")
+FIGURE = flags.DEFINE_string("figure", "", "Also draw the CAM localisation of --variants (first "
+                             "seed) over training into this PNG.")
+
+
+def _load_config(path: str):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("study_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _assign(config, dotted: str, value):
+  *path, last = dotted.split(".")
+  node = config
+  for p in path:
+    node = node[p]
+  current = node[last]
+  if isinstance(value, str) and not isinstance(current, str):
+    import ast
+    value = ast.literal_eval(value)
+  node[last] = value
+
+
+def _value(metrics: dict, key: str):
+  if key.startswith("cam:"):
+    return metrics.get("cam_localization", {}).get(key[4:])
+  if "/" in key:
+    return metrics.get("conditions", {}).get(key)
+  return metrics.get(key)
+
+
+def summary(root: str) -> str:
+  import numpy as np
+  runs = {}
+  for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    path = os.path.join(root, name, "metrics.json")
+    if "_s" in name and os.path.exists(path):
+      variant, seed = name.rsplit("_s", 1)
+      with open(path) as f:
+        runs.setdefault(variant, {})[seed] = json.load(f)
+  order = [v for v in VARIANTS if v in runs] + sorted(set(runs) - set(VARIANTS))
+  head = "| variant | seeds | " + " | ".join(c for _, c in COLUMNS) + " |"
+  lines = ["Mean ± std over seeds, x100.\n", head, "|---|---:|" + "---:|" * len(COLUMNS)]
+  for v in order:
+    cells = []
+    for key, _ in COLUMNS:
+      vals = [x for x in (_value(m, key) for m in runs[v].values()) if x is not None]
+      cells.append("-" if not vals else f"{100 * np.mean(vals):.1f}" + (
+          f" ± {100 * np.std(vals, ddof=1):.1f}" if len(vals) > 1 else ""))
+    lines.append(f"| {v} | {len(runs[v])} | " + " | ".join(cells) + " |")
+  if "off" in runs:
+    lines += ["", "Difference to `off`, paired by seed (mean ± std of the differences), x100.\n",
+              head, "|---|---:|" + "---:|" * len(COLUMNS)]
+    for v in order:
+      if v == "off":
+        continue
+      seeds = sorted(set(runs[v]) & set(runs["off"]))
+      cells = []
+      for key, _ in COLUMNS:
+        d = [_value(runs[v][s], key) - _value(runs["off"][s], key) for s in seeds
+             if _value(runs[v][s], key) is not None and _value(runs["off"][s], key) is not None]
+        cells.append("-" if not d else f"{100 * np.mean(d):+.1f}" + (
+            f" ± {100 * np.std(d, ddof=1):.1f}" if len(d) > 1 else ""))
+      lines.append(f"| {v} | {len(seeds)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def cam_figure(root: str, variants, seed: str, path: str) -> str:
+  """Live-CAM pixel recall and cell precision on the training probe over training, one line
+  per variant (its workdir's metrics.jsonl), in one PNG."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(10, 3.8), dpi=120)
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, 2)
+  keys = (("cam_localization/train/live_cell_precision", "cell precision (top fg_ratio cells on the digit)"),
+          ("cam_localization/train/live_pixel_recall", "pixel recall (digit pixels inside them)"))
+  for name in variants:
+    records = [json.loads(line) for line in open(os.path.join(root, f"{name}_s{seed}",
+                                                              "metrics.jsonl"))]
+    for ax, (key, title) in zip(axes, keys):
+      pts = [(r["step"], r[key]) for r in records if r.get("kind") == "eval" and key in r]
+      ax.plot(*zip(*pts), marker="o", markersize=2, linewidth=1.3, label=name)
+      ax.set(title=title, xlabel="step", ylim=(0, 1))
+  axes[0].legend(fontsize="small")
+  fig.tight_layout()
+  fig.savefig(path)
+  return path
+
+
+def main(argv):
+  del argv
+  if not SUMMARY_ONLY.value:
+    from backmix_jax.training.train import train_and_evaluate
+    for name in NAMES.value:
+      if name not in VARIANTS:
+        raise app.UsageError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    for seed in SEEDS.value:
+      for name in NAMES.value:
+        workdir = os.path.join(ROOT.value, f"{name}_s{seed}")
+        if os.path.exists(os.path.join(workdir, "metrics.json")):
+          continue
+        config = _load_config(CONFIG.value)
+        config.seed = int(seed)
+        for k, v in VARIANTS[name].items():
+          config.backmix[k] = v
+        for item in SETS.value:
+          key, _, value = item.partition("=")
+          _assign(config, key, value)
+        print(f"=== study run {name} seed {seed} -> {workdir}", flush=True)
+        train_and_evaluate(config, workdir)
+  print(summary(ROOT.value))
+  if FIGURE.value:
+    print("wrote", cam_figure(ROOT.value, NAMES.value, SEEDS.value[0], FIGURE.value))
+
+
+if __name__ == "__main__":
+  app.run(main)
