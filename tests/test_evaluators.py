@@ -2,6 +2,7 @@
 diagnostic evaluators (per-condition metrics, CAM localisation) on hand-built data."""
 import dataclasses
 import json
+import os
 
 import jax.numpy as jnp
 import numpy as np
@@ -16,11 +17,15 @@ from tests.helpers import quick_config
 def test_periodic_evaluations_are_logged_and_leave_training_unchanged(tmp_path):
   """every_epochs=1 evaluates after epoch 1 and at the end: two integer-step `eval` records
   (the final one equal to the returned metrics), train records carry the learning rate and
-  gradient norm, and the final metrics equal those of a run that evaluated only at the end."""
+  gradient norm, and the final metrics equal those of a run that evaluated only at the end
+  (and did not profile: profile_steps=2 writes a trace without changing the run)."""
   from backmix_jax.training.train import train_and_evaluate
   overrides = {"num_epochs": 2, "data.image_size": 16, "log_every_steps": 10}
-  periodic = train_and_evaluate(quick_config(**overrides, **{"evals.open_set.every_epochs": 1}),
+  periodic = train_and_evaluate(quick_config(**overrides, **{"evals.open_set.every_epochs": 1,
+                                                             "profile_steps": 2}),
                                 str(tmp_path / "periodic"))
+  traces = [f for _, _, files in os.walk(tmp_path / "periodic" / "profile") for f in files]
+  assert any(f.endswith(".xplane.pb") for f in traces), traces
   final_only = train_and_evaluate(quick_config(**overrides, **{"evals.open_set.every_epochs": 0}),
                                   str(tmp_path / "final"))
   records = [json.loads(line) for line in open(tmp_path / "periodic" / "metrics.jsonl")]
