@@ -75,9 +75,22 @@ def class_activation_maps(class_maps, labels, norm='minmax'):
   return cams
 
 
+def fraction_problems(fg_ratio=None, patch_frac=None, mix_prob=None) -> list[str]:
+  """The allowed ranges of the fractional settings (each checked when given), one sentence
+  per violation: fg_ratio and patch_frac in (0, 1], mix_prob in [0, 1]."""
+  out = []
+  for name, value, low_open in (("fg_ratio", fg_ratio, True), ("patch_frac", patch_frac, True),
+                                ("mix_prob", mix_prob, False)):
+    if value is None:
+      continue
+    if not ((0 < value <= 1) if low_open else (0 <= value <= 1)):  # NaN fails both
+      out.append(f"{name} must be in {'(' if low_open else '['}0, 1], got {value}")
+  return out
+
+
 def _check_fg_ratio(fg_ratio):
-  if not 0 < fg_ratio <= 1:
-    raise ValueError(f"fg_ratio must be in (0, 1], got {fg_ratio}")
+  for problem in fraction_problems(fg_ratio=fg_ratio):
+    raise ValueError(problem)
 
 
 def foreground_mask(cams, fg_ratio):
@@ -298,8 +311,9 @@ def apply_backmix_from_sources(rng, images, source_images, source_cams, *, fg_ra
   images = jnp.asarray(images)
   if source_images.shape != images.shape:
     raise ValueError(f"source_images {source_images.shape} must match images {images.shape}")
-  if isinstance(mix_prob, (int, float)) and not 0 <= mix_prob <= 1:
-    raise ValueError(f"mix_prob must be in [0, 1], got {mix_prob}")
+  if isinstance(mix_prob, (int, float)):
+    for problem in fraction_problems(mix_prob=mix_prob):
+      raise ValueError(problem)
   patch = _patch_side(images, source_cams, fg_ratio, patch_frac)
   needs_target = _check_mode(placement, replace, num_patches)
   if needs_target and (target_cams is None or target_cams.shape != source_cams.shape):

@@ -2,9 +2,9 @@
 
 python -m experiments.train --config configs/fgbg_mnist.py --workdir runs/fgbg_mnist_t0 \
     [--config.trial=0..4] [--config.data.composite.rho=0.5]
-Offline copy (this machine):
-    --config.data.composite.foreground=npz:../shared/data/mnist.npz \
-    --config.data.composite.background=npz:../shared/data/cifar10_jpeg_bytes.npz
+Offline, from npz copies (docs/data.md shows how to make them):
+    --config.data.composite.foreground=npz:/path/to/mnist.npz \
+    --config.data.composite.background=npz:/path/to/cifar10.npz
 
 Known digit i is pasted onto CIFAR-10 class i's photos 90 % of the time (rho); CIFAR-10
 classes 6..9 are backgrounds never seen in training (backmix_jax/data/composite.py,
@@ -22,8 +22,8 @@ def get_config():
   c.data.image_size = 32
   c.data.channels = 3
   c.data.composite = ml_collections.ConfigDict(dict(
-      foreground="tfds:mnist",   # offline: npz:../shared/data/mnist.npz
-      background="tfds:cifar10",  # offline: npz:../shared/data/cifar10_jpeg_bytes.npz
+      foreground="tfds:mnist",   # offline: npz:/path/to/mnist.npz
+      background="tfds:cifar10",  # offline: npz:/path/to/cifar10.npz
       rho=0.9,
       fg_size=20,
       copies=1,

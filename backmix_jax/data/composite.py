@@ -16,7 +16,7 @@ True mask = alpha > 0.25 (bool [H,W]): the stroke and its inner half of the blur
 Backgrounds: `textures` (generated: 10 procedural stripe classes, each with its own hue,
 orientation and frequency; every image has a random phase, small jitter of the three class
 parameters and pixel noise) or any source spec of photos (`cifar10`,
-`npz:../shared/data/cifar10_jpeg_bytes.npz`), resized to image_size. Training images take
+`npz:/path/to/cifar10.npz`), resized to image_size. Training images take
 their backgrounds from the source's train split, test images from its test split.
 
 Pairing: known class i (position i in the known list, K classes) is paired with background
@@ -561,7 +561,7 @@ def save_examples(path: str, panels: Sequence[tuple[str, OpenSetData]], num: int
 
 
 def _short(spec: str) -> str:
-  """'npz:../shared/data/mnist.npz' -> 'mnist'; 'tfds:cifar10' -> 'cifar10'."""
+  """'npz:/path/to/mnist.npz' -> 'mnist'; 'tfds:cifar10' -> 'cifar10'."""
   return os.path.splitext(os.path.basename(spec.partition(":")[2] or spec))[0]
 
 

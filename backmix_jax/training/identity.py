@@ -117,3 +117,20 @@ def differences(recorded: dict, current: dict) -> dict:
   only one side has (a record of an older version) is not a difference."""
   return {k: (recorded[k], current[k]) for k in recorded
           if k in current and recorded[k] != current[k]}
+
+
+def run_record(config, *, known_classes=None, total_steps=None, arpl_compat=False) -> dict:
+  """The `run` block of metrics.json (what was evaluated), from the run identity: dataset,
+  protocol, trial, known_classes, model, framework, backmix (on/off), num_epochs,
+  total_steps, arpl_compat. known_classes and total_steps are left out when not given, which
+  is how experiments.trials builds the record a finished trial's metrics.json must match."""
+  ident = run_identity(config)
+  record = dict(dataset=ident["dataset"], protocol=ident["protocol"], trial=ident["trial"])
+  if known_classes is not None:
+    record["known_classes"] = [int(c) for c in known_classes]
+  record.update(model=ident["model"], framework=ident["framework"],
+                backmix=bool(ident["backmix.enabled"]), num_epochs=int(config["num_epochs"]))
+  if total_steps is not None:
+    record["total_steps"] = int(total_steps)
+  record["arpl_compat"] = bool(arpl_compat)
+  return record

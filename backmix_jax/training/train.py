@@ -81,15 +81,9 @@ class PreemptionWatch:
 
 
 def run_record(run: Run, arpl_compat: bool = False) -> dict:
-  """The `run` block of metrics.json: what was evaluated."""
-  cfg = run.config
-  ident = identity.run_identity(cfg)
-  return dict(
-      dataset=ident["dataset"], protocol=ident["protocol"], trial=ident["trial"],
-      known_classes=[int(c) for c in run.data.known_classes], model=ident["model"],
-      framework=ident["framework"], backmix=ident["backmix.enabled"],
-      num_epochs=int(cfg.num_epochs), total_steps=int(run.total_steps),
-      arpl_compat=bool(arpl_compat))
+  """The `run` block of metrics.json: what was evaluated (`identity.run_record`)."""
+  return identity.run_record(run.config, known_classes=run.data.known_classes,
+                             total_steps=run.total_steps, arpl_compat=arpl_compat)
 
 
 def log_evaluations(results: dict, evaluators, step: int, epoch: int, logger) -> None:

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from backmix_jax.evaluation import published, report
-from backmix_jax.training import validate
+from backmix_jax.training import identity, validate
 from backmix_jax.training.checkpoint_eval import (check_trained_config, checkpoint_steps,
                                                   evaluate_checkpoint)
 from backmix_jax.training.checkpointing import CheckpointError
@@ -86,12 +86,8 @@ def final_metrics(config, directory: str) -> tuple[dict | None, str]:
   run = metrics.get("run")
   if run is None:
     return None, "metrics.json has no run record (written by an older version)"
-  expect = dict(dataset=config.dataset, protocol=config.protocol, trial=config.trial,
-                model=config.model, framework=config.framework,
-                backmix=bool(config.backmix.enabled), num_epochs=config.num_epochs,
-                arpl_compat=False)
-  if config.known_classes:
-    expect["known_classes"] = list(config.known_classes)
+  # The run block training writes (identity.run_record), less what only the built run knows.
+  expect = identity.run_record(config, known_classes=config.known_classes or None)
   if config.score:
     run = dict(run, score=metrics.get("score"))
     expect["score"] = config.score

@@ -68,12 +68,8 @@ def problems(config) -> list[str]:
   if config.num_epochs < 1:
     out.append(f"num_epochs must be >= 1, got {config.num_epochs}")
   b = config.backmix
-  if not 0 < b.fg_ratio <= 1:
-    out.append(f"backmix.fg_ratio must be in (0, 1], got {b.fg_ratio}")
-  if not 0 < b.patch_frac <= 1:
-    out.append(f"backmix.patch_frac must be in (0, 1], got {b.patch_frac}")
-  if not 0 <= b.mix_prob <= 1:
-    out.append(f"backmix.mix_prob must be in [0, 1], got {b.mix_prob}")
+  out.extend(f"backmix.{p}" for p in backmix.fraction_problems(b.fg_ratio, b.patch_frac,
+                                                                b.mix_prob))
   out.extend(_backmix_mode_problems(b))
   n_dev = config.num_devices or jax.device_count()
   if n_dev > jax.device_count():
