@@ -44,8 +44,8 @@ def get_config():
   c.optimizer.learning_rate = 2e-3
   c.optimizer.weight_decay = 0.0
   c.optimizer.schedule = "cosine"
-  # The diagnostic's own read-outs at the end: per-condition accuracy / AUROC, and how well
-  # the CAMs BackMix masks with find the true foreground.
+  # The diagnostic's own read-outs: per-condition accuracy / AUROC every 5 epochs, and how
+  # well the CAMs BackMix masks with find the true foreground every epoch.
   c.evals.conditions = ml_collections.ConfigDict(dict(every_epochs=5))
   c.evals.cam_localization = ml_collections.ConfigDict(dict(every_epochs=1))
   c.checkpoint_every_steps = 200
