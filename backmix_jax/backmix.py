@@ -23,7 +23,8 @@ behaviour and the default):
   same place (the partner's foreground set to `fill`);
 * `partner` (PARTNERS, partners from the batch): 'other_class' draws them among other labels;
 * `fill` may be a per-channel [C] vector (e.g. the training set's mean, FILL_MODES);
-* `oracle_cams` turns true foreground masks into CAMs (CAM_SOURCES 'oracle').
+* `oracle_cams` turns true foreground masks into CAMs (CAM_SOURCES 'oracle'); CAM_SOURCES
+  'teacher' takes the CAMs of another, already trained network (training/teacher.py).
 
 All shapes are fixed and every function is jit-able; `fg_ratio`, `patch_frac`, `partner`,
 `placement`, `replace`, `num_patches`, `norm` and `return_info` must be static Python values,
@@ -37,7 +38,9 @@ from jax import lax
 
 # Allowed values of the static settings; the first of each tuple is the released behaviour.
 CAM_NORMS = ('minmax', 'relu', 'softmax')
-CAM_SOURCES = ('live', 'bank', 'oracle')  # where CAMs come from: this batch, the bank, true masks
+# Where CAMs come from: this batch under the network being trained, the bank, true masks, or
+# this batch under a fixed trained network (backmix.teacher).
+CAM_SOURCES = ('live', 'bank', 'oracle', 'teacher')
 PARTNERS = ('permutation', 'uniform', 'other_class')
 PLACEMENTS = ('anywhere', 'background')
 REPLACES = ('patch', 'background')

@@ -52,7 +52,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.backmix = ml_collections.ConfigDict(dict(
       enabled=True,
       cam_source="live",     # live: CAMs of this batch | bank: per-example EMA bank (released code)
-                             # | oracle: true masks (data with masks only)
+                             # | oracle: true masks (data with masks only) | teacher: CAMs of
+                             # this batch under the trained run in `teacher`
+      teacher="",            # cam_source=teacher: workdir of a finished run of the same data,
+                             # network and framework (e.g. this config with BackMix off)
       fg_ratio=0.25,
       patch_frac=0.25,
       partner="permutation", # permutation | uniform | other_class (local batch; not bank mode)

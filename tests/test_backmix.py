@@ -599,7 +599,7 @@ def test_new_settings_are_validated():
 def _digits_with_masks(config):
   """The digits open set with a true foreground for every training image (its bright pixels)."""
   import dataclasses
-  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.openset import load_open_set
   from backmix_jax.data.sources import ArraySplit
   data = load_open_set(config)
   t = data.train

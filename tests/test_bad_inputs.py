@@ -66,7 +66,7 @@ def _jpeg():
 def npz(**train):
   """A source whose train split is `train` (test split: 10 good images); load_open_set."""
   def run(tmp_path, monkeypatch):
-    from backmix_jax.data.benchmark import load_open_set
+    from backmix_jax.data.openset import load_open_set
     path = tmp_path / "source.npz"
     arrays = dict(test_images=_images(10), test_labels=_labels(10))
     arrays.update(train)
@@ -78,7 +78,7 @@ def npz(**train):
 
 def raw_file(content: bytes):
   def run(tmp_path, monkeypatch):
-    from backmix_jax.data.benchmark import load_open_set
+    from backmix_jax.data.openset import load_open_set
     path = tmp_path / "source.npz"
     path.write_bytes(content)
     cfg = quick_config(**{"data.source": f"npz:{path}", "data.image_size": 8})
@@ -87,7 +87,7 @@ def raw_file(content: bytes):
 
 
 def all_classes_known(tmp_path, monkeypatch):
-  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.openset import load_open_set
   return _status(lambda: load_open_set(quick_config(known_classes=tuple(range(10)))))
 
 
@@ -155,6 +155,12 @@ def truncated_identity(tmp_path, monkeypatch):
   _claim(quick_config(), tmp_path)
   (tmp_path / "identity.json").write_text('{"identity": {"dataset": "dig')
   return _status(lambda: _claim(quick_config(), tmp_path))
+
+
+def teacher_without_checkpoints(tmp_path, monkeypatch):
+  from backmix_jax.training.run import build_run
+  return _status(lambda: build_run(quick_config(**{"backmix.cam_source": "teacher",
+                                                   "backmix.teacher": str(tmp_path)})))
 
 
 def evaluate_truncated_config(tmp_path, monkeypatch):
@@ -238,6 +244,10 @@ CASES = [
      "known_classes needs at least 2 classes"),
     ("max_skipped_steps=0", config(max_skipped_steps=0), 2,
      "max_skipped_steps must be an integer >= 1"),
+    ("cam_source=teacher, no teacher", config(**{"backmix.cam_source": "teacher"}), 2,
+     "cam_source='teacher' needs backmix.teacher"),
+    ("teacher without checkpoints", teacher_without_checkpoints, 2,
+     "holds no checkpoints; train the teacher first"),
     ("resume=sometimes", config(resume="sometimes"), 2,
      "resume='sometimes' is not one of auto, override"),
     # Data: counts, label values, unreadable files and images, a split with no unknowns.

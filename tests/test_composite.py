@@ -218,7 +218,7 @@ def test_a_background_source_needs_an_unknown_class(tmp_path):
 ])
 def test_each_bad_field_is_named_by_the_config_check(field, value, message):
   """validate.problems names the field in one sentence, and load_open_set refuses it."""
-  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.openset import load_open_set
   from backmix_jax.training import validate
   c = fgbg_digits.get_config()
   c.data.composite[field] = value
@@ -249,7 +249,7 @@ def test_other_config_errors():
 
 def test_load_open_set_on_the_digits_config_returns_the_five_conditions():
   """configs/fgbg_digits.py shrunk: the split's known classes, K labels, the five conditions."""
-  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.openset import load_open_set
   c = fgbg_digits.get_config()
   c.data.composite.update(dict(max_train_per_class=4, copies=1, test_copies=1,
                                max_test_per_condition=12))

@@ -183,7 +183,7 @@ def test_tfds_configs_build_their_open_set_from_mocked_tfds(tmp_path, name, know
   images come out at 32 x 32 x 3 (MNIST grey -> RGB at 32 px), known labels are 0..K-1 and
   unknowns -1."""
   tfds = pytest.importorskip("tensorflow_datasets")
-  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.openset import load_open_set
   c = load(name)
   c.data.data_dir = str(tmp_path)
   with tfds.testing.mock_data(num_examples=60, policy=tfds.testing.MockPolicy.USE_CODE):
@@ -200,7 +200,7 @@ def test_tinyimagenet_config_reads_a_folder_at_64px(tmp_path):
   """A generated tiny-imagenet-200 folder with 200 wnids (1 train + 1 val image each): the
   config's split picks 20 known classes, 180 unknown, all at 64 x 64 x 3."""
   from PIL import Image
-  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.openset import load_open_set
   root = tmp_path / "tiny-imagenet-200"
   lines = []
   for i in range(200):
@@ -226,7 +226,7 @@ def test_tinyimagenet_config_reads_a_folder_at_64px(tmp_path):
 def test_an_uncovered_protocol_fails_before_any_image_is_read():
   """load_open_set resolves the split first: MNIST under CSSR (no such list) names the
   protocol even though the source file does not exist."""
-  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.openset import load_open_set
   c = load("mnist")
   c.protocol = "cssr"
   c.data.source = "npz:/nonexistent/mnist.npz"

@@ -87,7 +87,7 @@ def _with_masks(split):
 def diagnostic_run():
   """A digits run whose data has true masks (bright pixels) and two test conditions equal to
   its test_known and test_unknown sets."""
-  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.openset import load_open_set
   from backmix_jax.training.run import build_run
   cfg = quick_config(**{"data.image_size": 16})
   d = load_open_set(cfg)
@@ -110,6 +110,26 @@ def test_condition_metrics_agree_with_the_open_set_evaluator(diagnostic_run):
   assert cond["auroc/unknown_known_bg"] == pytest.approx(open_set["auroc"], abs=1e-12)
   assert cond["gap/known_other"] == pytest.approx(
       cond["acc/known_correlated"] - cond["acc/known_other"])
+
+
+def test_evaluators_share_one_scorer_and_score_each_split_once_per_state(diagnostic_run,
+                                                                          monkeypatch):
+  """open_set and conditions share build_evaluators' Scorer: evaluating them twice under
+  one state scores each distinct split once (test_known, test_unknown and three
+  conditions); a state with new arrays is scored afresh, with the same metrics."""
+  from backmix_jax.evaluation import predict
+  from tests.helpers import fresh_state
+  run, scored = diagnostic_run, []
+  real = predict.predict_split
+  monkeypatch.setattr(predict, "predict_split",
+                      lambda fn, v, split, *a: scored.append(id(split)) or real(fn, v, split, *a))
+  evs = evaluators.build_evaluators(run, only={"conditions": {}})
+  assert evs["open_set"][0].scorer() is evs["conditions"][0].scorer()
+  first = evaluators.run_evaluators(evs, ["open_set", "conditions"], run.state)
+  evaluators.run_evaluators(evs, ["open_set", "conditions"], run.state)
+  assert len(scored) == len(set(scored)) == 5
+  again = evaluators.run_evaluators(evs, ["open_set", "conditions"], fresh_state(run))
+  assert len(scored) == 10 and again == first
 
 
 def test_cam_localization_reports_train_and_test_sets(diagnostic_run):

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
     for name in ("tensorflow", "tensorflow_datasets"):
       sys.modules[name] = None
     from backmix_jax.data import pipeline
-    from backmix_jax.data.benchmark import load_open_set
+    from backmix_jax.data.openset import load_open_set
     from backmix_jax.training.train import train_and_evaluate
     from configs import digits
 

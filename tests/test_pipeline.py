@@ -202,7 +202,7 @@ def test_cifar10_trial0_counts_and_every_test_image_is_scored_once():
   """configs/cifar10.py on the shared npz: 30,000 train, 6,000 known and 4,000 unknown test
   images; predict_split (padded, masked batches over the 4-device mesh) returns one output
   per image, in order: a per-image pixel checksum comes back exactly as computed on the host."""
-  from backmix_jax.data.benchmark import load_open_set
+  from backmix_jax.data.openset import load_open_set
   from backmix_jax.evaluation.predict import predict_split
   from configs import cifar10
 

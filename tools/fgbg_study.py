@@ -10,6 +10,7 @@ summary reads every metrics.json under --root: mean ± std over seeds per varian
 diagnostic's condition metrics and the final CAM localisation, and for each variant the
 difference to `off` paired by seed (same data, same initialisation and batch order).
 Extra overrides for every run: --set key=value (repeatable), e.g. --set num_epochs=8.
+Teacher variants take their CAMs from the same seed's `off` run (train it first).
 """
 from __future__ import annotations
 
@@ -47,13 +48,19 @@ VARIANTS = {
                           warmup_epochs=5),
     "cam_swap_half": dict(replace="background", fg_ratio=0.5, fill_mode="dataset_mean",
                           mix_prob=0.5),
+    # CAMs of a fixed teacher: the same seed's finished `off` run (root/off_s<seed>), so the
+    # mask comes from a network that had a whole schedule to find the digit.
+    "teacher": dict(cam_source="teacher"),
+    "teacher_swap": dict(cam_source="teacher", replace="background", fg_ratio=0.5,
+                         fill_mode="dataset_mean"),
 }
 
 COLUMNS = (("acc/known_correlated", "acc corr"), ("acc/known_swapped", "acc swap"),
            ("acc/known_unrelated", "acc unrel"), ("auroc/unknown_known_bg", "AUROC partial"),
            ("auroc/unknown_unknown_bg", "AUROC unk-bg"), ("auroc", "AUROC all"),
            ("cam:train/live_cell_precision", "CAM prec"),
-           ("cam:train/live_pixel_recall", "CAM px rec"))
+           ("cam:train/live_pixel_recall", "CAM px rec"),
+           ("cam:train/teacher_pixel_recall", "teacher px rec"))
 
 CONFIG = flags.DEFINE_string("config", "configs/fgbg_digits.py", "Diagnostic config file.")
 ROOT = flags.DEFINE_string("root", "runs/fgbg_study", "Directory of the study's workdirs.")
@@ -168,6 +175,11 @@ def main(argv):
         config.seed = int(seed)
         for k, v in VARIANTS[name].items():
           config.backmix[k] = v
+        if config.backmix.cam_source == "teacher":
+          config.backmix.teacher = os.path.join(ROOT.value, f"off_s{seed}")
+          if not os.path.exists(os.path.join(config.backmix.teacher, "metrics.json")):
+            raise app.UsageError(f"variant {name} needs its teacher: train `off` for seed "
+                                 f"{seed} first (list it before {name} in --variants)")
         for item in SETS.value:
           key, _, value = item.partition("=")
           _assign(config, key, value)

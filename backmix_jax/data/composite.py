@@ -38,7 +38,7 @@ prefix mixes the classes.
 
 Everything is drawn from NumPy generators seeded with (seed, stream), one stream per part,
 so a config gives the same arrays on every call. `load_open_set(config, split)` is the
-entry point of `benchmark.load_open_set` for data.source='composite'.
+entry point of `openset.load_open_set` for data.source='composite'.
 """
 from __future__ import annotations
 
@@ -576,7 +576,7 @@ def main(argv=None):
   num = flags.DEFINE_integer("num", 6, "Examples per row.")
 
   def run(_):
-    from backmix_jax.data.benchmark import load_open_set as load
+    from backmix_jax.data.openset import load_open_set as load
     panels = []
     for holder in (config, config2):
       c = holder.value

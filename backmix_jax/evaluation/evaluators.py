@@ -53,8 +53,9 @@ class Evaluator:
   name = ""
   options: dict[str, Any] = {}
 
-  def __init__(self, run, workdir: str | None = None, **options):
-    self.run, self.workdir = run, workdir
+  def __init__(self, run, workdir: str | None = None, *, scorer: Scorer | None = None,
+               **options):
+    self.run, self.workdir, self._scorer = run, workdir, scorer
     self.opts = {**self.options, **options}
 
   def evaluate(self, state) -> dict[str, float]:
@@ -70,14 +71,18 @@ class Evaluator:
   def summary(self, metrics: Mapping[str, float]) -> str:
     return " | ".join(f"{k} {_fmt(v)}" for k, v in list(metrics.items())[:6])
 
-  # Shared by the evaluators that score images.
+  # For the evaluators that score images: the run's shared Scorer (build_evaluators).
   def scorer(self) -> Scorer:
-    if getattr(self, "_scorer", None) is None:
-      cfg = self.run.config
-      self._scorer = Scorer(self.run.eval_model, self.run.framework, cfg.score,
-                            train=self.run.data.train, batch_size=cfg.eval_batch_size,
-                            normalization=cfg.data.normalize, mesh=self.run.mesh)
+    if self._scorer is None:
+      self._scorer = run_scorer(self.run)
     return self._scorer
+
+
+def run_scorer(run) -> Scorer:
+  """A Scorer of the run's evaluation network, score and batch size."""
+  cfg = run.config
+  return Scorer(run.eval_model, run.framework, cfg.score, train=run.data.train,
+                batch_size=cfg.eval_batch_size, normalization=cfg.data.normalize, mesh=run.mesh)
 
 
 def _fmt(v: float) -> str:
@@ -285,7 +290,8 @@ class CamLocalizationEvaluator(Evaluator):
   """How well the CAMs BackMix masks with find the true foreground (data with masks only).
 
   `train/*`: the CAMs the train step computes (same function, same norm and statistics
-  settings, or the bank rows in bank mode) on the first `probe_size` training images;
+  settings: `live_*` the network's own, `bank_*` the bank rows in bank mode, `teacher_*` the
+  fixed teacher's with cam_source='teacher') on the first `probe_size` training images;
   `test/*`: the same on the reference known test condition (or test_known). Means of
   `localization` over the images, at the run's fg_ratio.
   """
@@ -311,11 +317,14 @@ class CamLocalizationEvaluator(Evaluator):
       model, framework = self.run.eval_model, self.run.framework
 
       @jax.jit
-      def fn(variables, images, labels, masks, bank_rows):
+      def fn(variables, images, labels, masks, bank_rows, teacher):
         x = augment.normalize(images, cfg.data.normalize)
-        cams = model_cams(model, framework, variables, x, labels, norm=bcfg.cam_norm,
-                          batch_stats=bcfg.cam_batch_stats, rng=jax.random.key(0))
-        out = {f"live_{k}": v for k, v in localization(cams, masks, bcfg.fg_ratio).items()}
+        out = {}
+        for src, held in (("live", variables), ("teacher", teacher)):
+          if held is not None:
+            cams = model_cams(model, framework, held, x, labels, norm=bcfg.cam_norm,
+                              batch_stats=bcfg.cam_batch_stats, rng=jax.random.key(0))
+            out |= {f"{src}_{k}": v for k, v in localization(cams, masks, bcfg.fg_ratio).items()}
         if bank_rows is not None:
           out |= {f"bank_{k}": v for k, v in
                   localization(bank_rows, masks, bcfg.fg_ratio).items()}
@@ -329,6 +338,7 @@ class CamLocalizationEvaluator(Evaluator):
     # On the host's default device: the probe is small, and this holds on every process of
     # a multi-host run without sharding the probe.
     variables = jax.device_get(self.run.variables(state))
+    teacher = jax.device_get(state.teacher) or None  # cam_source='teacher': what the step used
     bcfg = self.run.config.backmix
     in_bank_mode = bcfg.enabled and bcfg.cam_source == "bank"  # else a [1,g,g] placeholder
     bank = np.asarray(jax.device_get(state.bank)) if in_bank_mode else None
@@ -341,7 +351,7 @@ class CamLocalizationEvaluator(Evaluator):
         bank_rows = None if bank is None or rows is None else jnp.asarray(bank[rows[lo:hi]])
         res = fn(variables, jnp.asarray(split.images[lo:hi]),
                  jnp.asarray(split.labels[lo:hi].astype(np.int32)),
-                 jnp.asarray(split.masks[lo:hi]), bank_rows)
+                 jnp.asarray(split.masks[lo:hi]), bank_rows, teacher)
         for k, v in jax.device_get(res).items():
           sums[k] = sums.get(k, 0.0) + float(np.sum(v))
       out |= {f"{where}/{k}": v / len(split) for k, v in sums.items()}
@@ -358,13 +368,15 @@ class CamLocalizationEvaluator(Evaluator):
              "true foreground)\n", "| images | CAM | cell precision | cell recall | "
              "pixel recall | true foreground cells |", "|---|---|---:|---:|---:|---:|"]
     for w in self.sets:
-      for src in ("live", "bank"):
+      for src in ("live", "bank", "teacher"):
         if f"{w}/{src}_cell_precision" in metrics:
           lines.append(f"| {w} | {src} | " + " | ".join(
               _fmt(metrics[f"{w}/{src}_{k}"])
               for k in ("cell_precision", "cell_recall", "pixel_recall", "fg_cells")) + " |")
-    if self.run.config.backmix.cam_source == "oracle":
-      lines.append("\n(cam_source=oracle: the train step mixed with the true masks; these rows "
+    source = self.run.config.backmix.cam_source
+    if source in ("oracle", "teacher"):
+      used = "the true masks" if source == "oracle" else "the teacher's CAMs (teacher rows)"
+      lines.append(f"\n(cam_source={source}: the train step mixed with {used}; the live rows "
                    "are the network's own CAMs, which it did not use.)")
     return "\n".join(lines) + "\n"
 
@@ -425,12 +437,13 @@ def build_evaluators(run, workdir: str | None = None, *, only: Mapping[str, dict
     if name in wanted:
       wanted[name].update(opts)
   out = {}
+  scorer = run_scorer(run)  # one for all: each split scored, the score fitted, once per state
   for name, opts in wanted.items():
     if name not in EVALUATORS:
       raise EvaluatorError(f"unknown evaluator {name!r}; known: {', '.join(sorted(EVALUATORS))}")
     opts = dict(opts)
     every = int(opts.pop(CADENCE, 0))
-    out[name] = (EVALUATORS[name](run, workdir, **opts), every)
+    out[name] = (EVALUATORS[name](run, workdir, scorer=scorer, **opts), every)
   return out
 
 

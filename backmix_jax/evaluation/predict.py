@@ -46,7 +46,9 @@ class Scorer:
 
   `scorer(variables, split)` -> dict of NumPy arrays [N] (`pred` and the score, under
   the key `score`), in the split's order; the score's training-set statistics (if it has
-  any) are refitted on `train` for every new `variables` (see `fit`).
+  any) are refitted on `train` for every new `variables` (see `fit`). One Scorer serves
+  every evaluator of a run (`evaluators.build_evaluators`): under the same weights a split
+  is scored once however many evaluators ask for it, and the statistics are fitted once.
   """
 
   def __init__(self, model, framework, score: str, *, train, batch_size: int,
@@ -56,21 +58,29 @@ class Scorer:
     self.train, self.batch_size, self.normalization, self.mesh = (
         train, batch_size, normalization, mesh)
     self._predict = _predict_program(model, framework, (self.score,), normalization)
-    self._fitted = (None, None)  # (variables, states): refit only when the weights change
+    self._weights = None  # the parameter arrays of the last `variables`
+    self._states = None
+    self._scored = {}     # id(split) -> (split, outputs) under those weights
 
   def fit(self, variables) -> dict:
-    if self._fitted[0] is not variables:
-      states = fit_score_states(self.model, self.framework, variables, self.train,
-                                (self.score,), batch_size=self.batch_size,
-                                normalization=self.normalization, mesh=self.mesh)
-      self._fitted = (variables, states)
-    return self._fitted[1]
+    """The score states for `variables`, fitted when their arrays differ from the last
+    call's (an evaluation's evaluators pass fresh dicts of the same arrays)."""
+    leaves = jax.tree.leaves(variables)
+    if self._weights is None or len(leaves) != len(self._weights) or any(
+        a is not b for a, b in zip(leaves, self._weights)):
+      self._states = fit_score_states(self.model, self.framework, variables, self.train,
+                                      (self.score,), batch_size=self.batch_size,
+                                      normalization=self.normalization, mesh=self.mesh)
+      self._weights, self._scored = leaves, {}
+    return self._states
 
   def __call__(self, variables, split) -> dict:
     states = self.fit(variables)
-    out = predict_split(lambda v, x: self._predict(v, states, x), variables, split,
-                        self.batch_size, self.mesh)
-    return dict(pred=out["pred"], score=out[self.score])
+    if id(split) not in self._scored:  # the split is held, so its id is not reused
+      out = predict_split(lambda v, x: self._predict(v, states, x), variables, split,
+                          self.batch_size, self.mesh)
+      self._scored[id(split)] = (split, dict(pred=out["pred"], score=out[self.score]))
+    return dict(self._scored[id(split)][1])
 
 
 def fit_score_states(model, framework, variables, split, score_names, *, batch_size: int,

@@ -1,6 +1,6 @@
 """The CAMs BackMix reads: one gradient-free forward of the clean images, shared by the
 train step, the mixing picture and the CAM-localisation evaluator, so what is measured is
-what the step mixes with."""
+what the step mixes with; `cam_variables` says whose network that forward runs."""
 from __future__ import annotations
 
 import jax
@@ -31,3 +31,26 @@ def model_cams(model, framework, variables, images, labels, *, norm: str = "minm
     outputs = model.apply(variables, images, train=False)
   outputs = jax.lax.stop_gradient(outputs)
   return backmix.class_activation_maps(framework.cam_maps(outputs), labels, norm=norm)
+
+
+def cam_variables(state) -> dict:
+  """{'params', 'batch_stats'} whose CAMs BackMix masks with: the CAM teacher's
+  (cam_source='teacher', training/teacher.py), else the network's being trained."""
+  if state.teacher:
+    return state.teacher
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def batch_cams(model, framework, state, images, labels, bcfg, masks=None, rng=None):
+  """The CAMs of a batch as the train step computes them under `config.backmix` (bcfg):
+  from the true masks (cam_source='oracle'; bool [B,H,W] `masks`) at the network's grid,
+  else `model_cams` of `cam_variables(state)` (live, teacher, and bank mode's refresh).
+
+  Returns float32 [B, g, g]."""
+  if bcfg.cam_source == "oracle":
+    if masks is None:
+      raise ValueError("cam_source='oracle' needs the images' true masks")
+    # The bank placeholder has the network's CAM grid; no forward is needed.
+    return backmix.oracle_cams(masks, state.bank.shape[-1])
+  return model_cams(model, framework, cam_variables(state), images, labels, norm=bcfg.cam_norm,
+                    batch_stats=bcfg.cam_batch_stats, rng=rng)

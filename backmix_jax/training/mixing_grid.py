@@ -21,7 +21,7 @@ import numpy as np
 from backmix_jax import backmix
 from backmix_jax.data import augment
 from backmix_jax.training import checkpointing, validate
-from backmix_jax.training.cams import model_cams
+from backmix_jax.training.cams import batch_cams
 from backmix_jax.training.run import build_run
 
 
@@ -30,8 +30,8 @@ COLUMNS = ("target", "partner", "partner CAM", "masked partner", "mixed")
 
 def mixing_panels(run, state, images, labels, indices, rng, masks=None) -> dict:
   """Everything one grid shows, computed as the train step does: CAMs from
-  `training.cams.model_cams` (the step's own function), the bank rows, or the true masks
-  (cam_source='oracle'), and every `config.backmix` mixing knob, fill included.
+  `training.cams.batch_cams` (the step's own function: the network's, the teacher's or the
+  true masks'), or the bank rows in bank mode, and every `config.backmix` mixing knob, fill included.
 
   Args:
     run: a `training.run.Run`; its config gives normalisation and BackMix settings, its
@@ -54,15 +54,11 @@ def mixing_panels(run, state, images, labels, indices, rng, masks=None) -> dict:
   cfg, b = run.config, run.config.backmix
   x = augment.normalize(jnp.asarray(images), cfg.data.normalize)
   labels = jnp.asarray(labels, jnp.int32)
-  if b.cam_source == "oracle":
-    if masks is None:
-      raise ValueError("cam_source='oracle' needs the images' true masks")
-    cams = backmix.oracle_cams(jnp.asarray(masks), state.bank.shape[-1])
-  elif b.cam_source == "bank":
+  if b.cam_source == "bank":
     cams = state.bank[jnp.asarray(indices)]
   else:
-    cams = model_cams(run.eval_model, run.framework, run.variables(state), x, labels,
-                      norm=b.cam_norm, batch_stats=b.cam_batch_stats,
+    cams = batch_cams(run.eval_model, run.framework, state, x, labels, b,
+                      masks=None if masks is None else jnp.asarray(masks),
                       rng=jax.random.fold_in(rng, 1))
   mixed, info = backmix.apply_backmix(
       rng, x, cams, fg_ratio=b.fg_ratio, patch_frac=b.patch_frac, fill=run.fill,

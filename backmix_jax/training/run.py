@@ -13,7 +13,7 @@ import optax
 
 from backmix_jax import parallel
 from backmix_jax.data import augment
-from backmix_jax.data.benchmark import load_open_set
+from backmix_jax.data.openset import load_open_set
 from backmix_jax.data.openset import OpenSetData
 from backmix_jax.data.pipeline import TrainStream
 from backmix_jax.data.sources import ArraySplit
@@ -22,6 +22,7 @@ from backmix_jax.models import get_backbone
 from backmix_jax.training import checkpointing, validate
 from backmix_jax.training.optimizer import make_optimizer
 from backmix_jax.training.state import TrainState, create_train_state
+from backmix_jax.training.teacher import load_teacher, teacher_config
 
 
 @dataclasses.dataclass
@@ -38,7 +39,7 @@ class Run:
   eval_model: nn.Module    # same parameters, no collective (plain jit)
   stream: TrainStream
   tx: optax.GradientTransformation
-  state: TrainState     # freshly initialised, replicated over the mesh
+  state: TrainState     # freshly initialised (with the CAM teacher, if any), replicated
   signature: dict       # what a checkpoint must match (checkpointing.model_signature)
   fill: object = 0.0    # BackMix fill for make_train_step: float or float32 [C], backmix_fill
 
@@ -73,6 +74,9 @@ def backmix_fill(config, train: ArraySplit):
 def build_run(config, data: OpenSetData | None = None) -> Run:
   """The `Run` of `config`: its data (`data` given, or loaded per config.data), checked
   against the config, and every object derived from both. Raises DataError / ConfigError."""
+  teacher = config.backmix.enabled and config.backmix.cam_source == "teacher"
+  if teacher:
+    teacher_config(config)  # a wrong teacher fails in a second, before the data is read
   data = load_open_set(config) if data is None else data
   validate.check_data(config, data)
   mesh = parallel.make_mesh(config.num_devices or None)
@@ -91,5 +95,9 @@ def build_run(config, data: OpenSetData | None = None) -> Run:
   state = init(jax.random.key(config.seed), sample)
   signature = checkpointing.model_signature(config, data.known_classes, data.train.images.shape[1:],
                                            bank_size)
+  if teacher:
+    state = state.replace(teacher=load_teacher(
+        config, model=eval_model, framework=framework, mesh=mesh, sample=sample,
+        signature=signature, steps_per_epoch=stream.steps_per_epoch))
   return Run(config, data, mesh, framework, train_model, eval_model, stream, tx, state, signature,
              backmix_fill(config, data.train))

@@ -15,7 +15,10 @@ class TrainState:
   per-step keys are fold_in(rng, step), so resuming needs no RNG bookkeeping);
   bank float32 [N,g,g] per-example CAM bank (a [1,g,g] placeholder unless BackMix bank
   mode: Orbax cannot save zero-size arrays); extra: the state of the framework's auxiliary
-  networks (`Framework.auxiliary`: ARPL+CS's GAN; {} for every other framework).
+  networks (`Framework.auxiliary`: ARPL+CS's GAN; {} for every other framework);
+  teacher: {'params', 'batch_stats'} of the fixed network whose CAMs BackMix masks with
+  (cam_source='teacher', training/teacher.py), {} otherwise. The teacher is never saved:
+  checkpoints hold what training changes, and a restore keeps the template's teacher.
   The data position is `step` (see data.pipeline)."""
   step: jnp.ndarray
   params: Any
@@ -24,11 +27,15 @@ class TrainState:
   rng: jnp.ndarray
   bank: jnp.ndarray
   extra: Any = flax.struct.field(default_factory=dict)
+  teacher: Any = flax.struct.field(default_factory=dict)
+
+# Fields a checkpoint does not hold (see TrainState).
+_UNSAVED = ("teacher",)
 
 
 def _to_state_dict(state: TrainState) -> dict:
   out = {f.name: flax.serialization.to_state_dict(getattr(state, f.name))
-         for f in dataclasses.fields(state)}
+         for f in dataclasses.fields(state) if f.name not in _UNSAVED}
   # An empty extra is left out: checkpoints of frameworks without one keep the layout they
   # had before `extra` existed, and those older checkpoints still restore (Orbax refuses a
   # target with keys the saved tree lacks).
@@ -38,7 +45,7 @@ def _to_state_dict(state: TrainState) -> dict:
 
 
 def _from_state_dict(target: TrainState, state_dict: dict) -> TrainState:
-  names = [f.name for f in dataclasses.fields(target)]
+  names = [f.name for f in dataclasses.fields(target) if f.name not in _UNSAVED]
   unknown = set(state_dict) - set(names)
   missing = set(names) - set(state_dict) - ({"extra"} if target.extra == {} else set())
   if unknown or missing:

@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 from backmix_jax import backmix
 from backmix_jax.data import augment as aug
 from backmix_jax.parallel import DATA_AXIS
-from backmix_jax.training.cams import model_cams
+from backmix_jax.training.cams import batch_cams
 from backmix_jax.training.optimizer import learning_rate_schedule
 from backmix_jax.training.state import TrainState
 
@@ -35,7 +35,8 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
   """Mix background patches into normalised images [b,H,W,C] of one device.
 
   Returns (images [b,H,W,C], new bank). The CAMs come from a gradient-free forward of
-  the clean images (cam_source='oracle': from the batch's true masks fg_mask [b,H,W]);
+  the clean images, under the network being trained or (cam_source='teacher') the fixed
+  teacher in state.teacher (cam_source='oracle': from the batch's true masks fg_mask [b,H,W]);
   in bank mode partners come from the batch's second stream and their CAMs from the
   bank, which is refreshed (EMA) with the CAMs of this batch. `fill`: the value of
   masked pixels, scalar or [C]; None means bcfg.fill (fill_mode='constant').
@@ -45,13 +46,8 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
       raise ValueError(f"backmix.fill_mode={bcfg.fill_mode!r} needs its fill value passed in "
                        "(training.run.Run.fill)")
     fill = bcfg.fill
-  if bcfg.cam_source == "oracle":
-    # The bank placeholder has the network's CAM grid; no forward is needed.
-    cams = backmix.oracle_cams(batch["fg_mask"], state.bank.shape[-1])
-  else:
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    cams = model_cams(model, framework, variables, images, labels, norm=bcfg.cam_norm,
-                      batch_stats=bcfg.cam_batch_stats, rng=jax.random.fold_in(rng, 1))
+  cams = batch_cams(model, framework, state, images, labels, bcfg, masks=batch.get("fg_mask"),
+                    rng=jax.random.fold_in(rng, 1))
   common = dict(fg_ratio=bcfg.fg_ratio, patch_frac=bcfg.patch_frac, fill=fill,
                 mix_prob=bcfg.mix_prob, placement=bcfg.placement, replace=bcfg.replace,
                 num_patches=bcfg.num_patches)

@@ -140,6 +140,13 @@ def _backmix_mode_problems(b) -> list[str]:
                  f"leave it {backmix.CAM_NORMS[0]!r}")
     if b.cam_batch_stats:
       out.append("backmix.cam_batch_stats=True has no effect with cam_source='oracle'")
+  if b.cam_source == "teacher":
+    if not isinstance(b.teacher, str) or not b.teacher:
+      out.append("backmix.cam_source='teacher' needs backmix.teacher, the workdir of a finished "
+                 "run of the same data and network (e.g. this config with backmix.enabled=False)")
+  elif b.teacher:
+    out.append(f"backmix.teacher={b.teacher!r} has no effect unless cam_source='teacher'; "
+               "leave it ''")
   if b.fill_mode == "dataset_mean" and b.fill != 0.0:
     out.append(f"backmix.fill={b.fill!r} has no effect with fill_mode='dataset_mean'; leave it 0")
   return out
