@@ -23,6 +23,7 @@ behaviour and the default):
   same place (the partner's foreground set to `fill`);
 * `partner` (PARTNERS, partners from the batch): 'other_class' draws them among other labels;
 * `fill` may be a per-channel [C] vector (e.g. the training set's mean, FILL_MODES);
+* `resample_cams` puts CAMs on a finer (or coarser) grid than the network's;
 * `oracle_cams` turns true foreground masks into CAMs (CAM_SOURCES 'oracle'); CAM_SOURCES
   'teacher' takes the CAMs of another, already trained network (training/teacher.py).
 
@@ -125,6 +126,24 @@ def upsample_mask(mask, size):
     raise ValueError(f"image size {size} is not divisible by the CAM grid {g}")
   s = size // g
   return jnp.repeat(jnp.repeat(mask, s, axis=1), s, axis=2)
+
+
+def resample_cams(cams, grid):
+  """CAMs on another grid: bilinear resampling of [B, g, g] to [B, grid, grid].
+
+  A finer grid than the network's gives masks that follow an object's outline more closely
+  than whole network cells; the ranking `foreground_mask` makes is of the resampled cells.
+
+  Args:
+    cams: float [B, g, g].
+    grid: static int, the new grid; the image side must stay divisible by it.
+  Returns:
+    float32 [B, grid, grid]; `cams` itself (as float32) when grid == g.
+  """
+  cams = jnp.asarray(cams, jnp.float32)
+  if cams.shape[1] == grid:
+    return cams
+  return jax.image.resize(cams, (cams.shape[0], grid, grid), method='linear')
 
 
 def oracle_cams(masks, grid):

@@ -67,6 +67,8 @@ def get_base_config() -> ml_collections.ConfigDict:
       train_on="mix",        # mix | mix+clean
       cam_norm="minmax",     # minmax | relu | softmax
       cam_batch_stats=False, # clean forward with batch statistics instead of running ones
+      cam_grid=0,            # CAM cells per side: 0 = the network's grid, else resampled
+                             # (bilinear) to this finer or coarser grid; not in bank mode
       fill=0.0,              # value of masked foreground pixels, in normalised space
       fill_mode="constant",  # constant: `fill` | dataset_mean: training images' channel mean
       bank_momentum=0.1,

@@ -556,6 +556,28 @@ def test_oracle_cams_are_the_true_foreground_fraction_per_cell():
     backmix.oracle_cams(jnp.asarray(masks), 8)
 
 
+def test_resampled_cams_keep_the_hot_region_and_refine_the_oracle_mask():
+  """resample_cams: the same grid returns the CAM unchanged; a constant CAM stays constant;
+  a one-hot 4x4 CAM resampled to 8x8 ranks its top 4 cells inside the hot cell's 2x2 block.
+  Oracle CAMs made on the finer grid select an L-shaped object exactly, which whole cells of
+  the coarse grid cannot (the reason for backmix.cam_grid)."""
+  one_hot = np.zeros((1, 4, 4), np.float32)
+  one_hot[0, 1, 2] = 1.0
+  np.testing.assert_array_equal(np.asarray(backmix.resample_cams(jnp.asarray(one_hot), 4)),
+                                one_hot)
+  flat = np.asarray(backmix.resample_cams(jnp.full((2, 4, 4), 0.3), 16))
+  assert flat.shape == (2, 16, 16) and np.allclose(flat, 0.3)
+  fine = jax.jit(backmix.resample_cams, static_argnums=1)(jnp.asarray(one_hot), 8)
+  fg = np.asarray(backmix.foreground_mask(fine, 4 / 64))[0]
+  assert fg.sum() == 4 and fg[2:4, 4:6].all()
+  masks = np.zeros((1, 16, 16), bool)
+  masks[0, 0:8, 0:4] = masks[0, 4:8, 4:8] = True  # an L: 3 cells of 4x4 px on a 4x4 grid
+  coarse = np.asarray(backmix.foreground_mask(backmix.oracle_cams(jnp.asarray(masks), 2), 0.25))
+  exact = np.asarray(backmix.foreground_mask(backmix.oracle_cams(jnp.asarray(masks), 4), 3 / 16))
+  np.testing.assert_array_equal(np.kron(exact[0], np.ones((4, 4), bool)), masks[0])
+  assert not np.array_equal(np.kron(coarse[0], np.ones((8, 8), bool)), masks[0])
+
+
 def test_new_settings_are_validated():
   """Config checks: the allowed values come from backmix's tuples; unknown values, num_patches
   < 1, and settings a mode ignores (partner in bank mode, num_patches or placement with
@@ -586,6 +608,10 @@ def test_new_settings_are_validated():
        "cam_norm='relu' has no effect with cam_source='oracle'"),
       ({'backmix.cam_source': 'oracle', 'backmix.cam_batch_stats': True}, 'cam_batch_stats'),
       ({'backmix.fill_mode': 'dataset_mean', 'backmix.fill': 1.0}, "fill_mode='dataset_mean'"),
+      ({'backmix.cam_grid': 5}, 'backmix.cam_grid=5 does not divide the image side 32'),
+      ({'backmix.cam_grid': -1}, 'backmix.cam_grid must be an integer >= 0'),
+      ({'backmix.cam_source': 'bank', 'backmix.cam_grid': 16},
+       "cam_grid=16 is not available with cam_source='bank'"),
   ]
   for overrides, message in cases:
     found = validate.problems(quick_config(**overrides))
@@ -626,7 +652,7 @@ def test_batches_carry_true_masks_when_the_split_has_them():
 
 def test_train_step_runs_with_the_new_knobs(tmp_path):
   """Two data-parallel train steps through the real pipeline run and stay finite with oracle
-  CAMs from the batch's true masks, background placement, two patches, other-class partners,
+  CAMs from the batch's true masks on a grid finer than the network's, background placement, two patches, other-class partners,
   the dataset-mean fill and mix+clean; without the fill value the step refuses to build
   (ConfigError); the
   mixing picture shows the same settings (the target's own foreground untouched, other-class
@@ -641,7 +667,7 @@ def test_train_step_runs_with_the_new_knobs(tmp_path):
       'data.image_size': 16, 'batch_size': 64, 'backmix.cam_source': 'oracle',
       'backmix.placement': 'background', 'backmix.num_patches': 2,
       'backmix.partner': 'other_class', 'backmix.fill_mode': 'dataset_mean',
-      'backmix.train_on': 'mix+clean'})
+      'backmix.train_on': 'mix+clean', 'backmix.cam_grid': 8})
   run = build_run(config, _digits_with_masks(config))
   assert np.shape(run.fill) == run.data.train.images.shape[-1:]
   assert (-2.0 < run.fill).all() and (run.fill < 0.0).all()  # mostly dark digits

@@ -88,6 +88,23 @@ def test_teacher_mode_mixes_as_live_mode_would_under_the_teachers_weights(teache
   assert not np.array_equal(with_teacher, mix(run.state.replace(teacher={}), live))
 
 
+def test_cam_grid_resamples_the_cams_the_step_masks_with(student_run):
+  """backmix.cam_grid=8 gives the step 8x8 CAMs, the bilinear resampling of the network's
+  own-grid CAMs of the same (teacher) forward."""
+  from backmix_jax import backmix
+  from backmix_jax.data import augment
+  from backmix_jax.training.cams import batch_cams
+  run = student_run
+  x = augment.normalize(jnp.asarray(run.data.train.images[:8]), run.config.data.normalize)
+  labels = jnp.asarray(run.data.train.labels[:8], jnp.int32)
+  bcfg = run.config.backmix.copy_and_resolve_references()
+  native = batch_cams(run.eval_model, run.framework, run.state, x, labels, bcfg)
+  bcfg.cam_grid = 8
+  fine = batch_cams(run.eval_model, run.framework, run.state, x, labels, bcfg)
+  assert native.shape[1] < 8 and fine.shape == (8, 8, 8)
+  np.testing.assert_allclose(fine, backmix.resample_cams(native, 8), rtol=1e-6)
+
+
 def test_train_steps_leave_the_teacher_fixed_and_checkpoints_leave_it_out(student_run, tmp_path):
   """Two data-parallel steps change the student's parameters, not the teacher's; a saved
   checkpoint has no teacher entry, and restoring it keeps the template's teacher."""

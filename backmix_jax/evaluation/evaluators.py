@@ -313,7 +313,7 @@ class CamLocalizationEvaluator(Evaluator):
   def _program(self):
     if self._fn is None:
       cfg, bcfg = self.run.config, self.run.config.backmix
-      from backmix_jax.training.cams import model_cams
+      from backmix_jax.training.cams import step_model_cams
       model, framework = self.run.eval_model, self.run.framework
 
       @jax.jit
@@ -322,8 +322,8 @@ class CamLocalizationEvaluator(Evaluator):
         out = {}
         for src, held in (("live", variables), ("teacher", teacher)):
           if held is not None:
-            cams = model_cams(model, framework, held, x, labels, norm=bcfg.cam_norm,
-                              batch_stats=bcfg.cam_batch_stats, rng=jax.random.key(0))
+            cams = step_model_cams(model, framework, held, x, labels, bcfg,
+                                   rng=jax.random.key(0))
             out |= {f"{src}_{k}": v for k, v in localization(cams, masks, bcfg.fg_ratio).items()}
         if bank_rows is not None:
           out |= {f"bank_{k}": v for k, v in

@@ -41,16 +41,24 @@ def cam_variables(state) -> dict:
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
+def step_model_cams(model, framework, variables, images, labels, bcfg, rng=None):
+  """`model_cams` under the settings of config.backmix (bcfg): its norm and statistics, and
+  on bcfg.cam_grid cells when set (`backmix.resample_cams`). Returns float32 [B, g', g']."""
+  cams = model_cams(model, framework, variables, images, labels, norm=bcfg.cam_norm,
+                    batch_stats=bcfg.cam_batch_stats, rng=rng)
+  return backmix.resample_cams(cams, bcfg.cam_grid) if bcfg.cam_grid else cams
+
+
 def batch_cams(model, framework, state, images, labels, bcfg, masks=None, rng=None):
   """The CAMs of a batch as the train step computes them under `config.backmix` (bcfg):
-  from the true masks (cam_source='oracle'; bool [B,H,W] `masks`) at the network's grid,
-  else `model_cams` of `cam_variables(state)` (live, teacher, and bank mode's refresh).
+  from the true masks (cam_source='oracle'; bool [B,H,W] `masks`), else `step_model_cams`
+  of `cam_variables(state)` (live, teacher, and bank mode's refresh); on bcfg.cam_grid
+  cells, or the network's grid when that is 0.
 
   Returns float32 [B, g, g]."""
   if bcfg.cam_source == "oracle":
     if masks is None:
       raise ValueError("cam_source='oracle' needs the images' true masks")
     # The bank placeholder has the network's CAM grid; no forward is needed.
-    return backmix.oracle_cams(masks, state.bank.shape[-1])
-  return model_cams(model, framework, cam_variables(state), images, labels, norm=bcfg.cam_norm,
-                    batch_stats=bcfg.cam_batch_stats, rng=rng)
+    return backmix.oracle_cams(masks, bcfg.cam_grid or state.bank.shape[-1])
+  return step_model_cams(model, framework, cam_variables(state), images, labels, bcfg, rng)

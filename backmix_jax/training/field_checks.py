@@ -24,6 +24,7 @@ INTEGERS = {
     "max_skipped_steps": (1, None),
     "optimizer.warmup_epochs": (0, None),
     "backmix.warmup_epochs": (0, None),
+    "backmix.cam_grid": (0, None),   # 0: the network's grid
 }
 
 # Real fields: field -> (low, low included, high, high included); every value must be finite.

@@ -103,6 +103,7 @@ def _backmix_geometry_problems(config) -> list[str]:
   (jax.eval_shape traces the backbone without compiling or running it)."""
   import jax.numpy as jnp
   from backmix_jax.models import get_backbone
+  from backmix_jax.training.field_checks import is_int
   size = config.data.image_size
   x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   backbone = get_backbone(config.model)
@@ -112,6 +113,9 @@ def _backmix_geometry_problems(config) -> list[str]:
   out = []
   if size % grid:
     out.append(f"the {config.model} CAM grid {grid}x{grid} does not divide the image side {size}")
+  cam_grid = config.backmix.get("cam_grid", 0)
+  if is_int(cam_grid) and cam_grid > 0 and size % cam_grid:
+    out.append(f"backmix.cam_grid={cam_grid} does not divide the image side {size}")
   patch = backmix.patch_side(size, config.backmix.patch_frac)
   if not 1 <= patch <= size:
     out.append(f"backmix patch side {patch} px does not fit a {size} px image")
@@ -124,6 +128,9 @@ def _backmix_mode_problems(b) -> list[str]:
   out = []
   if not isinstance(b.num_patches, int) or isinstance(b.num_patches, bool) or b.num_patches < 1:
     out.append(f"backmix.num_patches must be an integer >= 1, got {b.num_patches!r}")
+  if b.cam_source == "bank" and b.get("cam_grid", 0):
+    out.append(f"backmix.cam_grid={b.cam_grid!r} is not available with cam_source='bank' (the "
+               "bank holds the network's grid); leave it 0")
   if b.cam_source == "bank" and b.partner != backmix.PARTNERS[0]:
     out.append(f"backmix.partner={b.partner!r} has no effect with cam_source='bank' (partners "
                f"come from the second data stream); leave it {backmix.PARTNERS[0]!r}")
