@@ -11,7 +11,7 @@ import pytest
 from backmix_jax.training.checkpointing import CheckpointError
 from tests.helpers import fresh_state, quick_config
 
-SIZE = {"data.image_size": 16}
+SIZE = {"data.image_size": 16, "batch_size": 128}  # few steps: the teacher trains in seconds
 
 
 def _student(teacher_dir, **overrides):

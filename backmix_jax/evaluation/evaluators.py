@@ -358,10 +358,13 @@ class CamLocalizationEvaluator(Evaluator):
     return out
 
   def summary(self, metrics):
+    # The network's own CAMs, and the teacher's where the step masked with those.
     return " | ".join(
-        f"{w} precision {_fmt(metrics[f'{w}/live_cell_precision'])} recall "
-        f"{_fmt(metrics[f'{w}/live_cell_recall'])} pixel recall "
-        f"{_fmt(metrics[f'{w}/live_pixel_recall'])}" for w in self.sets)
+        f"{w}{'' if src == 'live' else ' ' + src} precision "
+        f"{_fmt(metrics[f'{w}/{src}_cell_precision'])} recall "
+        f"{_fmt(metrics[f'{w}/{src}_cell_recall'])} pixel recall "
+        f"{_fmt(metrics[f'{w}/{src}_pixel_recall'])}"
+        for w in self.sets for src in ("live", "teacher") if f"{w}/{src}_cell_precision" in metrics)
 
   def markdown(self, metrics):
     lines = [f"## CAM localisation (top {self.run.config.backmix.fg_ratio:g} of cells vs the "
