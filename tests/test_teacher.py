@@ -161,6 +161,20 @@ def test_a_teacher_of_another_run_is_refused_naming_the_field(teacher, overrides
     teacher_config(_student(teacher[0], **overrides))
 
 
+def test_an_unfinished_teacher_is_refused(teacher, tmp_path):
+  """A teacher whose newest checkpoint is not its schedule's last step is refused by name
+  (its CAMs could still change under the student)."""
+  import shutil
+  from backmix_jax.training.run import build_run
+  copy = tmp_path / "unfinished"
+  shutil.copytree(teacher[0], copy)
+  (final,) = [p for p in (copy / "checkpoints").iterdir() if p.name.isdigit()]
+  final.rename(final.with_name(str(int(final.name) - 1)))
+  with pytest.raises(CheckpointError, match=f"is not finished: its newest checkpoint is step "
+                                            f"{int(final.name) - 1} of {final.name}"):
+    build_run(_student(str(copy)))
+
+
 def test_teacher_settings_are_checked_before_any_data(teacher, tmp_path):
   """cam_source='teacher' without a teacher, a teacher under another cam_source, and a
   teacher workdir without checkpoints are each refused in one sentence; a BackMix-off

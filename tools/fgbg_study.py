@@ -180,7 +180,7 @@ def main(argv):
         for k, v in VARIANTS[name].items():
           config.backmix[k] = v
         if config.backmix.cam_source == "teacher":
-          config.backmix.teacher = os.path.join(ROOT.value, f"off_s{seed}")
+          config.backmix.teacher = os.path.abspath(os.path.join(ROOT.value, f"off_s{seed}"))
           if not os.path.exists(os.path.join(config.backmix.teacher, "metrics.json")):
             raise app.UsageError(f"variant {name} needs its teacher: train `off` for seed "
                                  f"{seed} first (list it before {name} in --variants)")

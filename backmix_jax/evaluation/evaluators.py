@@ -377,7 +377,7 @@ class CamLocalizationEvaluator(Evaluator):
               _fmt(metrics[f"{w}/{src}_{k}"])
               for k in ("cell_precision", "cell_recall", "pixel_recall", "fg_cells")) + " |")
     source = self.run.config.backmix.cam_source
-    if source in ("oracle", "teacher"):
+    if self.run.config.backmix.enabled and source in ("oracle", "teacher"):
       used = "the true masks" if source == "oracle" else "the teacher's CAMs (teacher rows)"
       lines.append(f"\n(cam_source={source}: the train step mixed with {used}; the live rows "
                    "are the network's own CAMs, which it did not use.)")

@@ -33,12 +33,15 @@ def model_cams(model, framework, variables, images, labels, *, norm: str = "minm
   return backmix.class_activation_maps(framework.cam_maps(outputs), labels, norm=norm)
 
 
-def cam_variables(state) -> dict:
-  """{'params', 'batch_stats'} whose CAMs BackMix masks with: the CAM teacher's
-  (cam_source='teacher', training/teacher.py), else the network's being trained."""
-  if state.teacher:
-    return state.teacher
-  return {"params": state.params, "batch_stats": state.batch_stats}
+def cam_variables(state, cam_source: str) -> dict:
+  """{'params', 'batch_stats'} whose CAMs BackMix masks with: the CAM teacher's in
+  state.teacher for cam_source='teacher' (training/teacher.py), else the network's own."""
+  if cam_source != "teacher":
+    return {"params": state.params, "batch_stats": state.batch_stats}
+  if not state.teacher:
+    raise ValueError("cam_source='teacher' needs a state holding the teacher "
+                     "(training.run.build_run loads it from backmix.teacher)")
+  return state.teacher
 
 
 def step_model_cams(model, framework, variables, images, labels, bcfg, rng=None):
@@ -61,4 +64,5 @@ def batch_cams(model, framework, state, images, labels, bcfg, masks=None, rng=No
       raise ValueError("cam_source='oracle' needs the images' true masks")
     # The bank placeholder has the network's CAM grid; no forward is needed.
     return backmix.oracle_cams(masks, bcfg.cam_grid or state.bank.shape[-1])
-  return step_model_cams(model, framework, cam_variables(state), images, labels, bcfg, rng)
+  return step_model_cams(model, framework, cam_variables(state, bcfg.cam_source), images, labels,
+                         bcfg, rng)

@@ -98,6 +98,6 @@ def build_run(config, data: OpenSetData | None = None) -> Run:
   if teacher:
     state = state.replace(teacher=load_teacher(
         config, model=eval_model, framework=framework, mesh=mesh, sample=sample,
-        signature=signature, steps_per_epoch=stream.steps_per_epoch))
+        signature=signature, train_size=len(data.train)))
   return Run(config, data, mesh, framework, train_model, eval_model, stream, tx, state, signature,
              backmix_fill(config, data.train))

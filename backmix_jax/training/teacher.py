@@ -17,8 +17,6 @@ while the student is trained or evaluated.
 """
 from __future__ import annotations
 
-import os
-
 import jax
 import ml_collections
 
@@ -28,7 +26,7 @@ from backmix_jax.training.checkpointing import Checkpointer, CheckpointError
 from backmix_jax.training.optimizer import make_optimizer
 from backmix_jax.training.records import log
 from backmix_jax.training.state import create_train_state
-from backmix_jax.training.workdir import trained_config
+from backmix_jax.training.workdir import checkpoint_steps, trained_config
 
 # Run-identity fields a teacher may differ in: whether it mixed itself does not change what
 # its weights mean.
@@ -42,7 +40,7 @@ def teacher_config(config):
   run identity (data, classes, input preparation, network, framework) other than `config`'s.
   """
   path = config.backmix.teacher
-  if not os.path.isdir(os.path.join(path, "checkpoints")):
+  if not checkpoint_steps(path):
     raise CheckpointError(f"backmix.teacher={path!r} holds no checkpoints; train the teacher "
                           f"first: python -m experiments.train --config ... --workdir {path}")
   saved, where = trained_config(path)
@@ -60,8 +58,12 @@ def teacher_config(config):
 
 
 def load_teacher(config, *, model, framework, mesh, sample, signature: dict,
-                 steps_per_epoch: int) -> dict:
-  """{'params', 'batch_stats'} of the teacher's newest checkpoint, replicated over `mesh`.
+                 train_size: int) -> dict:
+  """{'params', 'batch_stats'} of the teacher's final checkpoint, replicated over `mesh`.
+
+  Only a finished teacher is accepted: its newest checkpoint must be the last step of its
+  own schedule, so the CAMs a student is trained and evaluated with cannot change under it
+  (a workdir refuses to be retrained as another run; training/workdir.py).
 
   Args:
     config: the student's config; config.backmix.teacher is the teacher's workdir.
@@ -70,27 +72,28 @@ def load_teacher(config, *, model, framework, mesh, sample, signature: dict,
     sample: float [b,H,W,C] normalised images, to build the state the checkpoint restores into.
     signature: the student's checkpoint signature (`checkpointing.model_signature`); the
       teacher's differs at most in its bank size.
-    steps_per_epoch: of the student; only the optimiser-state structure depends on it.
+    train_size: training images (the teacher's too: same data), for its schedule's length.
   """
   saved = teacher_config(config)
   path = config.backmix.teacher
+  steps_per_epoch = train_size // saved.batch_size
+  final = steps_per_epoch * saved.num_epochs
+  newest = max(checkpoint_steps(path))
+  if newest != final:
+    raise CheckpointError(f"backmix.teacher={path!r} is not finished: its newest checkpoint is "
+                          f"step {newest} of {final}; finish training it first")
   ckpt = Checkpointer(path)
   try:
-    steps = ckpt.all_steps()
-    if not steps:
-      raise CheckpointError(f"backmix.teacher={path!r} holds no checkpoints")
-    bank_size = int(ckpt.read_meta(max(steps)).get("bank_size", 0))
+    bank_size = int(ckpt.read_meta(final).get("bank_size", 0))
     # The teacher's own optimiser state structure, so that its whole state restores.
     tx = make_optimizer(saved.optimizer, steps_per_epoch, saved.num_epochs)
     init = jax.jit(lambda rng, x: create_train_state(model, tx, rng, x, bank_size, framework),
                    out_shardings=parallel.replicated(mesh))
     template = init(jax.random.key(0), sample)
     # Named step: an unreadable checkpoint is reported, never moved aside in another workdir.
-    state, step = ckpt.restore(template, dict(signature, bank_size=bank_size), max(steps))
+    state, step = ckpt.restore(template, dict(signature, bank_size=bank_size), final)
   finally:
     ckpt.close()
-  total = saved.num_epochs * steps_per_epoch if saved.batch_size == config.batch_size else None
-  note = "" if total is None or step == total else f" (of {total}: not finished)"
-  log(f"cams   teacher {path}: checkpoint step {step}{note}, {saved.model} + {saved.framework}, "
+  log(f"cams   teacher {path}: final checkpoint, step {step}, {saved.model} + {saved.framework}, "
       f"BackMix {'on' if saved.backmix.enabled else 'off'}")
   return {"params": state.params, "batch_stats": state.batch_stats}

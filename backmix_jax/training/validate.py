@@ -84,6 +84,10 @@ def problems(config) -> list[str]:
       splits.get_split(config.dataset, config.protocol, config.trial)
     except DataError as e:
       out.append(str(e))
+  # The CAM-localisation evaluator reads cam_grid with BackMix off too.
+  size = config.data.image_size
+  if is_int(b.cam_grid) and b.cam_grid > 0 and is_int(size) and size >= 1 and size % b.cam_grid:
+    out.append(f"backmix.cam_grid={b.cam_grid} does not divide the image side {size}")
   # Tracing the backbone needs a usable image side (field_problems names a bad one).
   if b.enabled and config.model in BACKBONES and is_int(config.data.image_size) \
      and config.data.image_size >= 1:
@@ -113,9 +117,6 @@ def _backmix_geometry_problems(config) -> list[str]:
   out = []
   if size % grid:
     out.append(f"the {config.model} CAM grid {grid}x{grid} does not divide the image side {size}")
-  cam_grid = config.backmix.get("cam_grid", 0)
-  if is_int(cam_grid) and cam_grid > 0 and size % cam_grid:
-    out.append(f"backmix.cam_grid={cam_grid} does not divide the image side {size}")
   patch = backmix.patch_side(size, config.backmix.patch_frac)
   if not 1 <= patch <= size:
     out.append(f"backmix patch side {patch} px does not fit a {size} px image")
@@ -128,7 +129,7 @@ def _backmix_mode_problems(b) -> list[str]:
   out = []
   if not isinstance(b.num_patches, int) or isinstance(b.num_patches, bool) or b.num_patches < 1:
     out.append(f"backmix.num_patches must be an integer >= 1, got {b.num_patches!r}")
-  if b.cam_source == "bank" and b.get("cam_grid", 0):
+  if b.cam_source == "bank" and b.cam_grid:
     out.append(f"backmix.cam_grid={b.cam_grid!r} is not available with cam_source='bank' (the "
                "bank holds the network's grid); leave it 0")
   if b.cam_source == "bank" and b.partner != backmix.PARTNERS[0]:
