@@ -6,11 +6,11 @@ python -m experiments.benchmark --config configs/digits.py --synthetic --config.
 
 Each figure is the median over --repeats blocks of --steps steps after --warmup untimed
 steps; compilation is timed separately. --synthetic needs no dataset. No checkpoint is
-written: --workdir is accepted, not required. The work is `backmix_jax.training.speed`.
+written: --workdir is accepted, not required. The work is `backmix_jax.commands.benchmark`.
 """
 from absl import flags
 
-from experiments import cli
+from backmix_jax.commands import cli
 
 STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
 REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats; the median is reported.")
@@ -27,7 +27,7 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   del argv
-  from backmix_jax.training import speed
+  from backmix_jax.commands import benchmark as speed
   results = speed.run_benchmark(
       cli.CONFIG.value, steps=STEPS.value, repeats=REPEATS.value, warmup=WARMUP.value,
       device_batches=DEVICE_BATCHES.value, synthetic=SYNTHETIC.value,

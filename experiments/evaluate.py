@@ -8,11 +8,11 @@ python -m experiments.evaluate --config configs/digits.py --workdir runs/digits 
 
 Writes metrics.json, metrics.md, eval_outputs.npz and plots in the workdir (or --out); any
 evaluation but the final checkpoint's default one adds a suffix (_step<N>, _arpl, _unknown).
-The work is `backmix_jax.training.checkpoint_eval.evaluate_checkpoint`.
+The work is `backmix_jax.commands.evaluate.evaluate_checkpoint`.
 """
 from absl import flags
 
-from experiments import cli
+from backmix_jax.commands import cli
 
 STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
 ARPL_COMPAT = flags.DEFINE_bool(
@@ -28,7 +28,7 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   del argv
-  from backmix_jax.training.checkpoint_eval import evaluate_checkpoint
+  from backmix_jax.commands.evaluate import evaluate_checkpoint
   evaluate_checkpoint(cli.CONFIG.value, cli.WORKDIR.value, STEP.value,
                       arpl_compat=ARPL_COMPAT.value, unknown=UNKNOWN.value, out=OUT.value)
 

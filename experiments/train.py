@@ -7,7 +7,7 @@ The work is `backmix_jax.training.train.train_and_evaluate`.
 """
 from absl import flags
 
-from experiments import cli
+from backmix_jax.commands import cli
 
 flags.adopt_module_key_flags(cli)
 

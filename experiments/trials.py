@@ -7,15 +7,15 @@ python -m experiments.trials ...                      # only collect what is alr
 Trial t runs in <workdir>/trial_<t> with --config.trial=t. Finished trials are collected,
 trials with a final checkpoint evaluated, the others trained with --train (resuming) or
 reported missing. Writes trials.json and trials.md in the workdir. The work is
-`backmix_jax.training.trials.run_trials`.
+`backmix_jax.commands.trials.run_trials`.
 """
 from absl import flags
 
-from experiments import cli
+from backmix_jax.commands import cli
 
 
 def _check_trials(spec: str) -> bool:
-  from backmix_jax.training.trials import parse_trials
+  from backmix_jax.commands.trials import parse_trials
   try:
     parse_trials(spec)
   except ValueError as e:
@@ -34,7 +34,7 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   del argv
-  from backmix_jax.training.trials import parse_trials, run_trials
+  from backmix_jax.commands.trials import parse_trials, run_trials
   run_trials(cli.CONFIG.value, cli.WORKDIR.value, parse_trials(TRIALS.value),
              train=TRAIN.value, baseline=BASELINE.value)
 

@@ -5,11 +5,11 @@ python -m experiments.visualize --config configs/digits.py --workdir runs/digits
 
 One row per sample: target, partner, partner CAM, masked partner and the mixed image, as
 the train step mixes them. The config must be the one the workdir was trained with (as for
-evaluation). The work is `backmix_jax.training.mixing_grid.visualize`.
+evaluation). The work is `backmix_jax.commands.visualize.visualize`.
 """
 from absl import flags
 
-from experiments import cli
+from backmix_jax.commands import cli
 
 NUM = flags.DEFINE_integer("num", 8, "Number of samples (rows); also the batch partners come from.")
 OUT = flags.DEFINE_string("out", None, "PNG path (default: <workdir>/backmix_grid.png).")
@@ -18,7 +18,7 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   del argv
-  from backmix_jax.training.mixing_grid import visualize
+  from backmix_jax.commands.visualize import visualize
   path, panels = visualize(cli.CONFIG.value, cli.WORKDIR.value, NUM.value, OUT.value)
   print(f"wrote {path} ({len(panels['images'])} samples, checkpoint step {panels['step']})")
 

@@ -661,7 +661,7 @@ def test_train_step_runs_with_the_new_knobs(tmp_path):
   from backmix_jax.training.run import build_run
   from backmix_jax.training.step import make_train_step
   from backmix_jax.training.validate import ConfigError
-  from backmix_jax.training import mixing_grid as vis
+  from backmix_jax.commands import visualize as vis
   from tests.helpers import fresh_state, quick_config
   config = quick_config(**{
       'data.image_size': 16, 'batch_size': 64, 'backmix.cam_source': 'oracle',

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _status(action):
   """Run `action`; (exit code, line) as the commands would end: 0 if nothing was raised."""
-  from backmix_jax.training import exit_codes
+  from backmix_jax.commands import exit_codes
   try:
     action()
   except BaseException as e:  # KeyboardInterrupt rows included
@@ -164,7 +164,7 @@ def teacher_without_checkpoints(tmp_path, monkeypatch):
 
 
 def evaluate_truncated_config(tmp_path, monkeypatch):
-  from backmix_jax.training.checkpoint_eval import check_trained_config
+  from backmix_jax.commands.evaluate import check_trained_config
   (tmp_path / "config.json").write_text('{"dataset": "digits", "model')
   return _status(lambda: check_trained_config(quick_config(), str(tmp_path)))
 
@@ -308,7 +308,7 @@ def test_orbax_logs_of_a_reported_os_error_are_dropped():
   """Orbax logs a failed write once per background thread, with tracebacks; the command's
   one line names it, so those records are dropped, and only those."""
   import logging
-  from backmix_jax.training import exit_codes
+  from backmix_jax.commands import exit_codes
   record = logging.LogRecord("absl", logging.ERROR, "future.py", 387,
                              "_SignalingThread.run() raised an exception: %s",
                              (TENSORSTORE_FULL,), None)

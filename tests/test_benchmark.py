@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-from backmix_jax.training import speed as bench
+from backmix_jax.commands import benchmark as bench
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEP_FIELDS = {"images_per_second", "seconds_per_step", "repeat_seconds", "compile_seconds",

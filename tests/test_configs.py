@@ -148,7 +148,7 @@ def test_every_published_trial_and_protocol_resolves(name):
 
 def test_command_line_picks_recipe_trial_and_protocol():
   """`--config=configs/cifar10.py:cssr --config.trial=3 --config.protocol=cssr` as
-  experiments/cli.py parses it (config_flags, locked config)."""
+  backmix_jax/commands/cli.py parses it (config_flags, locked config)."""
   argv = ["prog", f"--config={REPO / 'configs' / 'cifar10.py'}:cssr", "--config.trial=3",
           "--config.protocol=cssr", "--config.data.source=npz:x.npz",
           "--config.optimizer.learning_rate=0.2"]

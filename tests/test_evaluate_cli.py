@@ -128,7 +128,7 @@ def test_step_flag_picks_an_older_checkpoint(trained, compile_cache):
 def test_arpl_compat_metrics_follow_arpl_conventions(trained):
   """evaluate_checkpoint(arpl_compat=True) records the mode and computes the ARPL-mode metrics
   of the same per-sample outputs."""
-  from backmix_jax.training.checkpoint_eval import evaluate_checkpoint
+  from backmix_jax.commands.evaluate import evaluate_checkpoint
   workdir, train_metrics, _ = trained
   metrics = evaluate_checkpoint(digits_config(), str(workdir), arpl_compat=True)
   assert metrics["run"]["arpl_compat"] and metrics["step"] == FINAL_STEP
@@ -154,7 +154,7 @@ def test_unknown_sets_each_get_a_row_and_exact_auroc(trained, tmp_path):
   resized and turned RGB, and flat colour images) in its own row plus their mean; each
   AUROC equals sklearn's roc_auc_score on the saved per-sample scores."""
   from sklearn.metrics import roc_auc_score
-  from backmix_jax.training.checkpoint_eval import evaluate_checkpoint
+  from backmix_jax.commands.evaluate import evaluate_checkpoint
   workdir, _, _ = trained
   rng = np.random.default_rng(0)
   noise = _unknown_npz(tmp_path / "noise.npz", rng.integers(0, 256, (40, 20, 20, 1), np.uint8))
@@ -224,7 +224,7 @@ def test_bad_workdir_exits_2_with_one_line(case, trained, tmp_path, compile_cach
 def test_checkpoint_signature_is_checked_without_a_training_config(trained, tmp_path):
   """Without config.json to compare with, restoring still refuses a checkpoint whose model
   differs from the config's (here a 3-class head for the 6-class checkpoint)."""
-  from backmix_jax.training.checkpoint_eval import evaluate_checkpoint
+  from backmix_jax.commands.evaluate import evaluate_checkpoint
   workdir, _, _ = trained
   shutil.copytree(workdir / "checkpoints", tmp_path / "checkpoints")
   with pytest.raises(CheckpointError, match="holds a different model .*num_classes"):

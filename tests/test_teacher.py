@@ -93,7 +93,7 @@ def test_cam_grid_resamples_the_cams_the_step_masks_with(student_run):
   own-grid CAMs of the same (teacher) forward."""
   from backmix_jax import backmix
   from backmix_jax.data import augment
-  from backmix_jax.training.cams import batch_cams
+  from backmix_jax.cams import batch_cams
   run = student_run
   x = augment.normalize(jnp.asarray(run.data.train.images[:8]), run.config.data.normalize)
   labels = jnp.asarray(run.data.train.labels[:8], jnp.int32)

@@ -11,7 +11,8 @@ import signal
 import jax.numpy as jnp
 import pytest
 
-from backmix_jax.training import exit_codes, train
+from backmix_jax.commands import exit_codes
+from backmix_jax.training import train
 from backmix_jax.training.checkpointing import Checkpointer
 from backmix_jax.training.train import NonFiniteError, Preempted, train_and_evaluate
 from backmix_jax.training.workdir import RunFailed

@@ -10,7 +10,7 @@ from backmix_jax.evaluation import published
 from backmix_jax.evaluation.metrics import METRIC_KEYS
 from backmix_jax.training.checkpointing import CheckpointError
 from backmix_jax.training.validate import ConfigError
-from backmix_jax.training import trials
+from backmix_jax.commands import trials
 # Shared with the evaluate tests: the tiny digits config and the compilation cache fixture.
 from tests.test_evaluate_cli import compile_cache, digits_config, run_cli  # noqa: F401
 

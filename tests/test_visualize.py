@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backmix_jax.training.checkpointing import CheckpointError
-from backmix_jax.training import mixing_grid as vis
+from backmix_jax.commands import visualize as vis
 from tests.helpers import quick_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -125,7 +125,7 @@ def test_evaluate_accepts_the_split_spelled_out_and_follows_an_override(tmp_path
   """The split's own known classes written out are the same run; after a resume=override
   evaluate compares with the overriding config (history.jsonl), not the first one."""
   from backmix_jax.training.checkpointing import CheckpointError
-  from backmix_jax.training.checkpoint_eval import check_trained_config
+  from backmix_jax.commands.evaluate import check_trained_config
   _claim(quick_config(), tmp_path)
   check_trained_config(quick_config(known_classes=(6, 3, 4, 9, 8, 2)), str(tmp_path))
   with pytest.raises(CheckpointError, match=r"trial=0 in training, 1 here"):

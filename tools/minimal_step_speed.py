@@ -27,7 +27,7 @@ from backmix_jax.models import get_backbone  # noqa: E402
 from backmix_jax.training.run import build_run  # noqa: E402
 from backmix_jax.training.step import make_run_step  # noqa: E402
 from configs import digits  # noqa: E402
-from backmix_jax.training.speed import step_block, synthetic_open_set, time_blocks  # noqa: E402
+from backmix_jax.commands.benchmark import step_block, synthetic_open_set, time_blocks  # noqa: E402
 
 
 class _Net(nn.Module):

@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 from backmix_jax import backmix
 from backmix_jax.data import augment as aug
 from backmix_jax.parallel import DATA_AXIS
-from backmix_jax.training.cams import batch_cams
+from backmix_jax.cams import batch_cams
 from backmix_jax.training.optimizer import learning_rate_schedule
 from backmix_jax.training.state import TrainState
 

@@ -4,7 +4,7 @@
 before work started (flags, config file, config values, data, workdir, distributed setup),
 1 a failure after training started (non-finite loss, disk full, I/O), 130 stopped by
 Ctrl-C. Each failure is one line, never a traceback; a traceback means a bug. The commands
-(experiments/cli.py) end through `exit_status`.
+(backmix_jax/commands/cli.py) end through `exit_status`.
 """
 from __future__ import annotations
 

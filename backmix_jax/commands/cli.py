@@ -3,7 +3,7 @@ quiet TensorFlow, one-line errors.
 
 Every command adopts these flags as its own (`flags.adopt_module_key_flags(cli)`), so its
 --help lists them beside its own. Exit codes and the one line each failure ends with are
-defined in backmix_jax/training/exit_codes.py: 0 done, 2 a bad input found before work
+defined in backmix_jax/commands/exit_codes.py: 0 done, 2 a bad input found before work
 started, 1 a failure after training started, 130 Ctrl-C; a traceback means a bug.
 """
 from __future__ import annotations
@@ -114,12 +114,12 @@ def run_main(main, *, require_workdir: bool = True):
       return
     try:
       # Imported once the flags are parsed: --help and flag errors need no JAX.
-      from backmix_jax.training.exit_codes import not_a_reported_os_error
+      from backmix_jax.commands.exit_codes import not_a_reported_os_error
       absl_logging.get_absl_logger().addFilter(not_a_reported_os_error)
       maybe_initialize_distributed()
       main(argv)
     except BaseException as e:  # KeyboardInterrupt included: Ctrl-C ends in one line too
-      from backmix_jax.training.exit_codes import exit_status
+      from backmix_jax.commands.exit_codes import exit_status
       status = None if isinstance(e, SystemExit) else exit_status(e)
       if status is None:
         raise

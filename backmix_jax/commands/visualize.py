@@ -21,7 +21,7 @@ import numpy as np
 from backmix_jax import backmix
 from backmix_jax.data import augment
 from backmix_jax.training import checkpointing, validate
-from backmix_jax.training.cams import batch_cams
+from backmix_jax.cams import batch_cams
 from backmix_jax.training.run import build_run
 
 
@@ -30,7 +30,7 @@ COLUMNS = ("target", "partner", "partner CAM", "masked partner", "mixed")
 
 def mixing_panels(run, state, images, labels, indices, rng, masks=None) -> dict:
   """Everything one grid shows, computed as the train step does: CAMs from
-  `training.cams.batch_cams` (the step's own function: the network's, the teacher's or the
+  `backmix_jax.cams.batch_cams` (the step's own function: the network's, the teacher's or the
   true masks'), or the bank rows in bank mode, and every `config.backmix` mixing knob, fill included.
 
   Args:

@@ -21,7 +21,7 @@ import numpy as np
 
 from backmix_jax.evaluation import published, report
 from backmix_jax.training import identity, validate
-from backmix_jax.training.checkpoint_eval import (check_trained_config, checkpoint_steps,
+from backmix_jax.commands.evaluate import (check_trained_config, checkpoint_steps,
                                                   evaluate_checkpoint)
 from backmix_jax.training.checkpointing import CheckpointError
 from backmix_jax.training.records import log

@@ -313,7 +313,7 @@ class CamLocalizationEvaluator(Evaluator):
   def _program(self):
     if self._fn is None:
       cfg, bcfg = self.run.config, self.run.config.backmix
-      from backmix_jax.training.cams import step_model_cams
+      from backmix_jax.cams import step_model_cams
       model, framework = self.run.eval_model, self.run.framework
 
       @jax.jit
