@@ -186,6 +186,17 @@ def test_tf_and_numpy_backends_yield_identical_batches():
       np.testing.assert_array_equal(a[k], b[k])
 
 
+def test_batches_take_an_end_step_not_a_count(full_run):
+  """batches(start_step, end_step) yields steps start_step..end_step-1: from step 30 to
+  step 33 is 3 batches, not 33 (a count), and an end before the start yields none."""
+  stream = TrainStream(numbered(N), BATCH, SEED, partner_stream=True, backend="numpy")
+  window = list(stream.batches(start_step=30, end_step=33))
+  assert len(window) == 3
+  for a, b in zip(window, full_run[30:33]):
+    np.testing.assert_array_equal(a["index"], b["index"])
+  assert list(stream.batches(start_step=30, end_step=3)) == []
+
+
 def test_stream_reports_unusable_batch_sizes():
   with pytest.raises(DataError, match="not divisible by 3 processes"):
     TrainStream(numbered(N), 8, 0, process_count=3)

@@ -53,7 +53,8 @@ def resolve_backend(backend: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TrainStream:
-  """Training batches of one process, for steps [start_step, num_steps).
+  """Training batches of one process: `batches(start_step, end_step)` yields the batches of
+  global steps start_step, ..., end_step - 1 (an end step, not a count).
 
   Each batch is a dict of NumPy arrays of this process's local share:
     image uint8 [b,H,W,C], label int32 [b], index int32 [b] (row in the training set);
@@ -83,23 +84,25 @@ class TrainStream:
   def local_batch(self) -> int:
     return self.global_batch // self.process_count
 
-  def _indices(self, seed: int, step: int, num_steps: int) -> np.ndarray:
-    """[num_steps - step, local_batch] rows of the training set, this process's slice."""
+  def _indices(self, seed: int, start_step: int, end_step: int) -> np.ndarray:
+    """[end_step - start_step, local_batch] rows of the training set, this process's slice."""
     spe = self.steps_per_epoch
-    first_epoch, last_epoch = step // spe, (num_steps - 1) // spe
+    first_epoch, last_epoch = start_step // spe, (end_step - 1) // spe
     rows = []
     for epoch in range(first_epoch, last_epoch + 1):
       perm = epoch_permutation(seed, epoch, len(self.data))[: spe * self.global_batch]
       rows.append(perm.reshape(spe, self.global_batch))
-    rows = np.concatenate(rows)[step - first_epoch * spe: num_steps - first_epoch * spe]
+    rows = np.concatenate(rows)[start_step - first_epoch * spe: end_step - first_epoch * spe]
     lo = self.process_index * self.local_batch
     return rows[:, lo: lo + self.local_batch]
 
-  def batches(self, start_step: int, num_steps: int) -> Iterator[dict]:
-    if start_step >= num_steps:
+  def batches(self, start_step: int, end_step: int) -> Iterator[dict]:
+    """The batches of steps start_step .. end_step - 1 (end_step - start_step of them; none
+    when end_step <= start_step): a resumed run passes (its step, the run's total steps)."""
+    if start_step >= end_step:
       return iter(())
-    idx = self._indices(self.seed, start_step, num_steps)
-    pidx = self._indices(self.seed + 1_000_003, start_step, num_steps) if self.partner_stream else None
+    idx = self._indices(self.seed, start_step, end_step)
+    pidx = self._indices(self.seed + 1_000_003, start_step, end_step) if self.partner_stream else None
     if resolve_backend(self.backend) == "tf":
       return _tf_batches(self.data, idx, pidx)
     return _prefetch(_numpy_batches(self.data, idx, pidx), size=4)
