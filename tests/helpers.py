@@ -44,7 +44,8 @@ def fresh_state(run, step: int | None = None):
   """A copy of run.state (the train step donates its input state: never hand it the run's
   own buffers), at `step` when given."""
   import jax.numpy as jnp
-  state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, run.state)
+  from backmix_jax.training.state import donatable_copy
+  state = donatable_copy(run.state)
   return state if step is None else state.replace(step=jnp.full_like(state.step, step))
 
 

@@ -5,9 +5,12 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
+from backmix_jax.training import train
+from backmix_jax.training.run import build_run
 from backmix_jax.training.train import train_and_evaluate
 from tests.helpers import quick_config
 
@@ -98,3 +101,19 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
   r = _train_cli(tmp_path, "--config.model=classifier32")
   assert r.returncode == 2
   assert "holds a different model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_training_leaves_the_runs_initial_state_alive(tmp_path, monkeypatch):
+  """The train step donates its input state (its buffers are deleted on CPU, GPU and TPU);
+  the loop hands it a copy, so `run.state`, the template later restores and evaluations
+  read, still holds every buffer after a whole run."""
+  built = []
+
+  def build_and_keep(config, *args, **kwargs):
+    built.append(build_run(config, *args, **kwargs))
+    return built[-1]
+
+  monkeypatch.setattr(train, "build_run", build_and_keep)
+  train_and_evaluate(quick_config(**{"data.image_size": 16, "batch_size": 128}), str(tmp_path))
+  arrays = [x for x in jax.tree.leaves(built[0].state) if isinstance(x, jax.Array)]
+  assert arrays and not any(x.is_deleted() for x in arrays)

@@ -60,6 +60,16 @@ flax.serialization.register_serialization_state(TrainState, _to_state_dict, _fro
                                                 override=True)
 
 
+def donatable_copy(state):
+  """A copy of `state` (any pytree) in new device buffers, for a step that donates its input.
+
+  The train step reuses its input's buffers for its output (`jax.jit(donate_argnums=0)`), so
+  the buffers handed to it are deleted on every backend that honours donation (CPU, GPU,
+  TPU). Handing it this copy keeps `state` itself readable afterwards.
+  """
+  return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, state)
+
+
 def create_train_state(model, tx, rng: jax.Array, sample_images: jnp.ndarray,
                        bank_size: int, framework=None) -> TrainState:
   """Initialise parameters from a sample batch [b,H,W,C] (float) and an empty or 0.5 bank;

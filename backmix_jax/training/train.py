@@ -19,6 +19,7 @@ from backmix_jax.evaluation.evaluators import build_evaluators, due, run_evaluat
 from backmix_jax.training import checkpointing, identity, validate
 from backmix_jax.training.records import MetricLogger, format_duration, log
 from backmix_jax.training.run import Run, build_run
+from backmix_jax.training.state import donatable_copy
 from backmix_jax.training.step import make_run_step
 from backmix_jax.training.workdir import claim as claim_workdir
 
@@ -154,8 +155,10 @@ def _train_and_evaluate(config, workdir: str) -> dict:
       f"x {config.num_epochs} epochs = {run.total_steps} steps")
 
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
-  state, start = run.state, 0
-  if ckpt.latest_step() is not None:
+  if ckpt.latest_step() is None:
+    # The step donates (deletes) the buffers it is given: run.state must outlive the loop.
+    state, start = donatable_copy(run.state), 0
+  else:
     state, start = ckpt.restore(run.state, run.signature)
     log(f"resume from checkpoint at step {start} in {ckpt.directory}")
   logger = MetricLogger(workdir)
