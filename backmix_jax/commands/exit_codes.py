@@ -17,9 +17,11 @@ from backmix_jax.training.train import NonFiniteError, Preempted
 from backmix_jax.training.validate import ConfigError
 from backmix_jax.training.workdir import TENSORSTORE_ERRNO, RunFailed, WorkdirError
 
-# Problems with what the user gave (config, data, checkpoint, workdir): exit code 2.
-USER_ERRORS = (ConfigError, DataError, CheckpointError, NonFiniteError, EvaluatorError,
-               WorkdirError)
+# Problems with what the user gave (config, data, checkpoint, workdir), found before work
+# started: exit code 2.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, EvaluatorError, WorkdirError)
+# Failures after training started (non-finite loss, disk full, I/O): exit code 1.
+RUN_FAILURES = (RunFailed, NonFiniteError)
 
 
 def exit_status(error: BaseException) -> tuple[int, str] | None:
@@ -31,7 +33,7 @@ def exit_status(error: BaseException) -> tuple[int, str] | None:
   if isinstance(error, KeyboardInterrupt):
     return 130, ("error: interrupted by Ctrl-C; checkpoints already complete are kept: run the "
                  "same command again to resume from the newest")
-  if isinstance(error, (RunFailed, NonFiniteError)):  # training had started
+  if isinstance(error, RUN_FAILURES):
     return 1, f"error: {error}"
   if isinstance(error, USER_ERRORS):
     return 2, f"error: {error}"
