@@ -19,21 +19,7 @@ from backmix_jax.training.checkpointing import Checkpointer, CheckpointError
 from backmix_jax.training.records import log
 from backmix_jax.training.run import build_run
 from backmix_jax.training.train import evaluate_run
-from backmix_jax.training.workdir import trained_config
-
-
-def checkpoint_steps(workdir: str) -> list[int]:
-  """Steps of the checkpoints in `workdir` (sorted); [] when it has none.
-
-  Looks before opening a Checkpointer, which would create the directory.
-  """
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    return []
-  ckpt = Checkpointer(workdir)
-  try:
-    return sorted(ckpt.all_steps())
-  finally:
-    ckpt.close()
+from backmix_jax.training.workdir import checkpoint_steps, trained_config
 
 
 def check_trained_config(config, workdir: str):

@@ -19,14 +19,14 @@ import re
 import jax
 import numpy as np
 
+from backmix_jax.commands.evaluate import check_trained_config, evaluate_checkpoint
 from backmix_jax.evaluation import published, report
 from backmix_jax.training import identity, validate
-from backmix_jax.commands.evaluate import (check_trained_config, checkpoint_steps,
-                                                  evaluate_checkpoint)
 from backmix_jax.training.checkpointing import CheckpointError
 from backmix_jax.training.records import log
 from backmix_jax.training.run import build_run
 from backmix_jax.training.train import train_and_evaluate
+from backmix_jax.training.workdir import checkpoint_steps
 
 
 def parse_trials(spec: str, num_trials: int = 5) -> list[int]:

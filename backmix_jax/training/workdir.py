@@ -73,8 +73,10 @@ def check_path(workdir) -> str:
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
-  """Steps of the committed checkpoints (Orbax names them by the bare step; unfinished and
-  quarantined ones carry a suffix)."""
+  """Steps of the committed checkpoints in <workdir>/checkpoints, sorted; [] when there is
+  none. Orbax names them by the bare step; unfinished and quarantined ones carry a suffix.
+  Lists folders without opening Orbax (which would create the directory, and is slow to
+  import): the one listing the workdir record, evaluation, trials and the teacher use."""
   directory = epath.Path(workdir) / "checkpoints"
   if not directory.is_dir():
     return []
