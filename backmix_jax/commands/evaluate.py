@@ -10,8 +10,6 @@ suffix (`output_tag`: _step<N>, _arpl, _unknown) so it never overwrites it.
 """
 from __future__ import annotations
 
-import os
-
 from backmix_jax.evaluation import report
 from backmix_jax.evaluation.evaluators import build_evaluators
 from backmix_jax.training import identity, validate
