@@ -287,18 +287,53 @@ def _patch_side(images, cams, fg_ratio, patch_frac):
   return patch
 
 
+def mode_problems(placement='anywhere', replace='patch', num_patches=1) -> list[str]:
+  """The rules between the mixing-mode settings, one sentence per violation (named as the
+  `config.backmix` fields; training/validate.py reports them as `backmix.<sentence>`):
+  num_patches is an int >= 1, and replace='background', which replaces every background
+  cell, refuses the settings it would ignore (num_patches != 1, placement != 'anywhere').
+  Unknown placement or replace values are not checked here (their tuples are)."""
+  out = []
+  if not isinstance(num_patches, int) or isinstance(num_patches, bool) or num_patches < 1:
+    out.append(f"num_patches must be an integer >= 1, got {num_patches!r}")
+  if replace == 'background':
+    if num_patches != 1:
+      out.append(f"num_patches={num_patches!r} has no effect with replace='background'; "
+                 "leave it 1")
+    if placement != PLACEMENTS[0]:
+      out.append(f"placement={placement!r} has no effect with replace='background' (it always "
+                 f"keeps the target's foreground); leave it {PLACEMENTS[0]!r}")
+  return out
+
+
+def needs_target_cams(placement='anywhere', replace='patch') -> bool:
+  """Whether mixing reads the target's own CAM (its foreground keeps its pixels): with
+  placement or replace 'background'."""
+  return placement == 'background' or replace == 'background'
+
+
 def _check_mode(placement, replace, num_patches):
   """Static mixing settings; True when the target's own CAM is needed."""
   if placement not in PLACEMENTS:
     raise ValueError(f"unknown placement {placement!r}; expected one of {PLACEMENTS}")
   if replace not in REPLACES:
     raise ValueError(f"unknown replace {replace!r}; expected one of {REPLACES}")
-  if not isinstance(num_patches, int) or isinstance(num_patches, bool) or num_patches < 1:
-    raise ValueError(f"num_patches must be an int >= 1, got {num_patches!r}")
-  if replace == 'background' and (num_patches != 1 or placement != PLACEMENTS[0]):
-    raise ValueError("replace='background' replaces every background cell: num_patches and "
-                     "placement have no effect, leave them at 1 and 'anywhere'")
-  return placement == 'background' or replace == 'background'
+  for problem in mode_problems(placement, replace, num_patches):
+    raise ValueError(problem)
+  return needs_target_cams(placement, replace)
+
+
+def config_kwargs(b, fill, *, from_sources=False) -> dict:
+  """The keyword arguments a `config.backmix` block `b` gives `apply_backmix` (or with
+  from_sources=True `apply_backmix_from_sources`, which takes no `partner`): the one mapping
+  from the config's mixing knobs to this module's, used by the train step and the mixing
+  picture. `fill`: the resolved fill value, scalar or [C] (b.fill under fill_mode='constant',
+  the data's channel mean under 'dataset_mean'; training.run.Run.fill)."""
+  out = dict(fg_ratio=b.fg_ratio, patch_frac=b.patch_frac, fill=fill, mix_prob=b.mix_prob,
+             placement=b.placement, replace=b.replace, num_patches=b.num_patches)
+  if not from_sources:
+    out["partner"] = b.partner
+  return out
 
 
 def apply_backmix_from_sources(rng, images, source_images, source_cams, *, fg_ratio=0.25,

@@ -60,10 +60,9 @@ def mixing_panels(run, state, images, labels, indices, rng, masks=None) -> dict:
     cams = batch_cams(run.eval_model, run.framework, state, x, labels, b,
                       masks=None if masks is None else jnp.asarray(masks),
                       rng=jax.random.fold_in(rng, 1))
-  mixed, info = backmix.apply_backmix(
-      rng, x, cams, fg_ratio=b.fg_ratio, patch_frac=b.patch_frac, fill=run.fill,
-      partner=b.partner, mix_prob=1.0, labels=labels, placement=b.placement, replace=b.replace,
-      num_patches=b.num_patches, return_info=True)
+  # The step's own knobs, but every sample mixed: an unmixed row would show nothing.
+  knobs = dict(backmix.config_kwargs(b, run.fill), mix_prob=1.0)
+  mixed, info = backmix.apply_backmix(rng, x, cams, labels=labels, return_info=True, **knobs)
   size = x.shape[1]
   partner = info["partner"]
   fg = info["source_masks"]

@@ -69,7 +69,6 @@ class ARPLHead(nn.Module):
 class ARPL(Framework):
   name = "arpl"
   default_score = "mls"
-  scores = ("mls", "msp", "energy")
   temperature = 1.0
   weight_pl = 0.1
 

@@ -15,7 +15,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from backmix_jax.frameworks.scores import get_score
+from backmix_jax.frameworks.scores import SCORES, get_score
+
+
+def offered_scores(own: tuple[str, ...] = (), excluded=frozenset()) -> tuple[str, ...]:
+  """A framework's score names: its `own` (not in SCORES), then the generic SCORES in their
+  registry order, less `excluded` (names in SCORES). ValueError when a name is misplaced."""
+  misplaced = [n for n in own if n in SCORES] + [n for n in excluded if n not in SCORES]
+  if misplaced:
+    raise ValueError(f"own scores must be new and excluded scores generic; misplaced: "
+                     f"{misplaced} (generic: {sorted(SCORES)})")
+  return tuple(own) + tuple(n for n in SCORES if n not in excluded)
 
 
 class Auxiliary:
@@ -52,10 +62,19 @@ class Framework:
   (`build_network` when the network is not one backbone plus a head)."""
   name: str = ""
   default_score: str = "mls"
-  scores: tuple[str, ...] = ("msp", "mls", "energy")
+  # What `scores` offers, declared once per framework: its own scores (defined beside its
+  # loss, listed first), then every generic score of frameworks.scores.SCORES except those
+  # in `excluded_scores`, so a score added to SCORES reaches every framework it applies to.
+  own_scores: tuple[str, ...] = ()
+  excluded_scores: frozenset[str] = frozenset()
   # Networks trained beside the classifier, or None (every framework but ARPL+CS): the
   # step then trains the classifier alone and TrainState.extra stays {}.
   auxiliary: Auxiliary | None = None
+
+  @property
+  def scores(self) -> tuple[str, ...]:
+    """The score names this framework offers: `own_scores`, then SCORES less `excluded_scores`."""
+    return offered_scores(self.own_scores, self.excluded_scores)
 
   def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
     """The head module: called as head(feature_map [B,g,g,D], train) -> outputs dict.

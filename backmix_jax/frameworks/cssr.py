@@ -144,11 +144,12 @@ class CSSR(Framework):
     self.name = "cssr" if variant == "linear" else variant
     self.gamma = 1.0 if variant == "linear" else 0.1
     if variant == "linear":
-      self.default_score, self.scores = "msp", ("msp", "mls", "energy")
+      self.default_score = "msp"
     else:
       # No 'energy': these logits are log-probabilities, whose logsumexp is 0 for every
       # input. ('mls' = log of 'msp': same ranking, kept for comparison tables.)
-      self.default_score, self.scores = "cssr", ("cssr", "msp", "mls")
+      self.default_score = "cssr"
+      self.own_scores, self.excluded_scores = ("cssr",), frozenset({"energy"})
 
   def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
     return CSSRHead(num_classes, variant=self.variant, gamma=self.gamma, dtype=dtype)

@@ -168,7 +168,7 @@ def medaf_loss(outputs: dict, labels: jax.Array, *, weights=(0.7, 1.0, 0.01)) ->
 class MEDAF(Framework):
   name = "medaf"
   default_score = "medaf"
-  scores = ("medaf", "msp", "mls", "energy")
+  own_scores = ("medaf",)
   logit_temperature = 100.0  # lgs_temp
   gate_temperature = 100.0   # gate_temp
 

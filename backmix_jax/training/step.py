@@ -48,25 +48,23 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
     fill = bcfg.fill
   cams = batch_cams(model, framework, state, images, labels, bcfg, masks=batch.get("fg_mask"),
                     rng=jax.random.fold_in(rng, 1))
-  common = dict(fg_ratio=bcfg.fg_ratio, patch_frac=bcfg.patch_frac, fill=fill,
-                mix_prob=bcfg.mix_prob, placement=bcfg.placement, replace=bcfg.replace,
-                num_patches=bcfg.num_patches)
   bank = state.bank
   if bcfg.cam_source == "bank":
     partner_images = aug.normalize(batch["partner_image"], normalization)
     # Targets' own foreground (placement/replace='background'): their bank rows, before
     # this batch refreshes them.
-    own = "background" in (bcfg.placement, bcfg.replace)
+    own = backmix.needs_target_cams(bcfg.placement, bcfg.replace)
     mixed = backmix.apply_backmix_from_sources(
         rng, images, partner_images, bank[batch["partner_index"]],
-        target_cams=bank[batch["index"]] if own else None, **common)
+        target_cams=bank[batch["index"]] if own else None,
+        **backmix.config_kwargs(bcfg, fill, from_sources=True))
     # Every device refreshes its own rows; gathering keeps the bank replicated.
     all_idx = lax.all_gather(batch["index"], DATA_AXIS, tiled=True, to="invarying")
     all_cams = lax.all_gather(cams, DATA_AXIS, tiled=True, to="invarying")
     bank = backmix.update_bank(bank, all_idx, all_cams, momentum=bcfg.bank_momentum)
   else:
-    mixed = backmix.apply_backmix(rng, images, cams, partner=bcfg.partner, labels=labels,
-                                  **common)
+    mixed = backmix.apply_backmix(rng, images, cams, labels=labels,
+                                  **backmix.config_kwargs(bcfg, fill))
   if bcfg.warmup_epochs:
     active = state.step >= int(bcfg.warmup_epochs * steps_per_epoch)
     mixed = jnp.where(active, mixed, images)

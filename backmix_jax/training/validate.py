@@ -126,22 +126,13 @@ def _backmix_geometry_problems(config) -> list[str]:
 def _backmix_mode_problems(b) -> list[str]:
   """Settings a BackMix mode would silently ignore are refused (the first value of each
   allowed tuple in backmix.py is the released default)."""
-  out = []
-  if not isinstance(b.num_patches, int) or isinstance(b.num_patches, bool) or b.num_patches < 1:
-    out.append(f"backmix.num_patches must be an integer >= 1, got {b.num_patches!r}")
+  out = [f"backmix.{p}" for p in backmix.mode_problems(b.placement, b.replace, b.num_patches)]
   if b.cam_source == "bank" and b.cam_grid:
     out.append(f"backmix.cam_grid={b.cam_grid!r} is not available with cam_source='bank' (the "
                "bank holds the network's grid); leave it 0")
   if b.cam_source == "bank" and b.partner != backmix.PARTNERS[0]:
     out.append(f"backmix.partner={b.partner!r} has no effect with cam_source='bank' (partners "
                f"come from the second data stream); leave it {backmix.PARTNERS[0]!r}")
-  if b.replace == "background":
-    if b.num_patches != 1:
-      out.append(f"backmix.num_patches={b.num_patches!r} has no effect with "
-                 "replace='background'; leave it 1")
-    if b.placement != backmix.PLACEMENTS[0]:
-      out.append(f"backmix.placement={b.placement!r} has no effect with replace='background' "
-                 f"(it always keeps the target's foreground); leave it {backmix.PLACEMENTS[0]!r}")
   if b.cam_source == "oracle":
     if b.cam_norm != backmix.CAM_NORMS[0]:
       out.append(f"backmix.cam_norm={b.cam_norm!r} has no effect with cam_source='oracle'; "

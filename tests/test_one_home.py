@@ -1,0 +1,135 @@
+"""One home per fact (issue 20): each rule, list or mapping below is written in one place and
+read everywhere else; these tests fail when a copy drifts from its home, or when the one
+function that replaced several copies gets a case wrong. All pure: nothing compiles or trains."""
+import inspect
+
+import pytest
+
+from backmix_jax import backmix
+from backmix_jax.frameworks import FRAMEWORKS, get_framework
+from backmix_jax.frameworks.base import Framework, offered_scores
+from backmix_jax.frameworks.scores import SCORES
+from tests.helpers import quick_config
+
+# ------------------------------------------------------------------------------- scores
+
+
+def test_offered_scores_rule():
+  """own scores first, then SCORES in registry order less the exclusions; a generic name
+  among `own` or an unknown name among the exclusions is refused."""
+  assert offered_scores() == tuple(SCORES)
+  assert offered_scores(("cssr",), frozenset({"energy"})) == ("cssr", "msp", "mls")
+  assert offered_scores(("medaf",)) == ("medaf", "msp", "mls", "energy")
+  with pytest.raises(ValueError, match="misplaced"):
+    offered_scores(("msp",))
+  with pytest.raises(ValueError, match="misplaced"):
+    offered_scores((), frozenset({"odin"}))
+
+
+@pytest.mark.parametrize("name", sorted(FRAMEWORKS))
+def test_framework_scores_follow_the_shared_registry(name):
+  """Every framework (and CSSR variant) offers exactly its own scores plus every generic
+  score it does not exclude: a generic score added to SCORES reaches it, and a framework that
+  lists its scores by hand (or forgets to exclude one) fails here."""
+  fw = get_framework(name)
+  own, excluded = tuple(fw.own_scores), frozenset(fw.excluded_scores)
+  assert not set(own) & set(SCORES), f"{name}: own scores {own} shadow generic ones"
+  assert excluded <= set(SCORES), f"{name}: excludes non-generic {excluded - set(SCORES)}"
+  for generic in SCORES:
+    assert (generic in fw.scores) != (generic in excluded), (
+        f"{name}: generic score {generic!r} is neither offered nor excluded")
+  assert fw.scores == own + tuple(s for s in SCORES if s not in excluded)
+  assert fw.default_score in fw.scores
+  # `scores` is derived, never a literal of the framework's own.
+  assert "scores" not in vars(type(fw)) and "scores" not in vars(fw)
+
+
+def test_framework_scores_unchanged():
+  """The score lists the rule gives are those the frameworks offered when each wrote its own
+  (as sets; the order of the generic ones is SCORES's), and the defaults are unchanged."""
+  expected = {
+      "softmax": ("mls", {"msp", "mls", "energy"}),
+      "arpl": ("mls", {"msp", "mls", "energy"}),
+      "arpl_cs": ("mls", {"msp", "mls", "energy"}),
+      "cssr": ("msp", {"msp", "mls", "energy"}),
+      "pcssr": ("cssr", {"cssr", "msp", "mls"}),
+      "rcssr": ("cssr", {"cssr", "msp", "mls"}),
+      "medaf": ("medaf", {"medaf", "msp", "mls", "energy"}),
+  }
+  got = {n: (get_framework(n).default_score, set(get_framework(n).scores)) for n in FRAMEWORKS}
+  assert got == expected
+
+
+def test_a_new_generic_score_reaches_every_framework(monkeypatch):
+  """Adding a score to SCORES is the whole change: every framework that does not exclude it
+  offers it (here through a patched registry)."""
+  import types
+  from backmix_jax.frameworks import base, scores
+  patched = types.MappingProxyType({**scores.SCORES, "odin": scores.msp})
+  monkeypatch.setattr(base, "SCORES", patched)
+  for name in FRAMEWORKS:
+    assert "odin" in get_framework(name).scores, name
+  assert Framework().scores[-1] == "odin"
+
+
+# ------------------------------------------------------------------------- BackMix knobs
+
+
+def test_mode_problems():
+  """The mode rules of backmix.py, one sentence each: num_patches an int >= 1, and
+  replace='background' refusing num_patches != 1 and placement != 'anywhere'."""
+  assert backmix.mode_problems() == []
+  assert backmix.mode_problems("background", "patch", 3) == []  # boxes may avoid the fg
+  assert backmix.mode_problems("anywhere", "background", 1) == []
+  for bad in (0, -1, 1.0, True, "2"):
+    found = backmix.mode_problems(num_patches=bad)
+    assert len(found) == 1 and found[0].startswith("num_patches must be an integer >= 1"), bad
+  assert backmix.mode_problems("anywhere", "background", 2) == [
+      "num_patches=2 has no effect with replace='background'; leave it 1"]
+  found = backmix.mode_problems("background", "background", 1)
+  assert len(found) == 1 and found[0].startswith("placement='background' has no effect")
+  assert len(backmix.mode_problems("background", "background", 2)) == 2
+
+
+def test_mode_rules_are_the_same_for_the_method_and_the_config_check():
+  """validate reports exactly the method's sentences (as backmix.<field>), and the method
+  refuses the same settings with the first of them."""
+  from backmix_jax.training import validate
+  for placement, replace, num_patches in (("anywhere", "background", 2),
+                                          ("background", "background", 1),
+                                          ("anywhere", "patch", 0)):
+    config = quick_config(**{"backmix.placement": placement, "backmix.replace": replace,
+                             "backmix.num_patches": num_patches})
+    expected = [f"backmix.{p}" for p in backmix.mode_problems(placement, replace, num_patches)]
+    assert expected and validate.problems(config) == expected
+    with pytest.raises(ValueError) as raised:
+      backmix._check_mode(placement, replace, num_patches)
+    assert f"backmix.{raised.value}" == expected[0]
+
+
+def test_needs_target_cams():
+  assert not backmix.needs_target_cams("anywhere", "patch")
+  assert backmix.needs_target_cams("background", "patch")
+  assert backmix.needs_target_cams("anywhere", "background")
+
+
+def test_config_kwargs_maps_every_knob_of_the_method():
+  """config.backmix -> apply_backmix's keywords: every mixing keyword of both entry points
+  is set, each from the config field of its name (distinct non-default values, so a swap or
+  a default left in place fails), `fill` from the resolved value passed in."""
+  b = quick_config(**{"backmix.fg_ratio": 0.5, "backmix.patch_frac": 0.375,
+                      "backmix.mix_prob": 0.625, "backmix.placement": "background",
+                      "backmix.num_patches": 3, "backmix.partner": "other_class",
+                      "backmix.fill": 7.0}).backmix
+  fill = (0.1, 0.2, 0.3)
+  # Keywords the caller supplies itself: data, not knobs.
+  per_call = {"labels", "return_info", "target_cams"}
+  for fn, from_sources in ((backmix.apply_backmix, False),
+                           (backmix.apply_backmix_from_sources, True)):
+    kwargs = backmix.config_kwargs(b, fill, from_sources=from_sources)
+    keywords = {n for n, p in inspect.signature(fn).parameters.items()
+                if p.kind is p.KEYWORD_ONLY} - per_call
+    assert set(kwargs) == keywords, fn.__name__
+    assert kwargs.pop("fill") is fill
+    assert kwargs == {k: b[k] for k in kwargs}
+  assert backmix.config_kwargs(b, 0.0)["partner"] == "other_class"
