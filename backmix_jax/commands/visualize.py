@@ -83,11 +83,8 @@ def mixing_panels(run, state, images, labels, indices, rng, masks=None) -> dict:
 
 
 def denormalize(x, normalization: str):
-  """Normalised [...,C] -> display values in [0, 1] (inverse of augment.normalize)."""
-  x = np.asarray(x, np.float32)
-  if normalization == "cssr":
-    x = x * 0.25 + 0.5
-  return np.clip(x, 0.0, 1.0)
+  """Normalised [...,C] -> display values in [0, 1] (`augment.denormalize`, clipped)."""
+  return np.clip(augment.denormalize(np.asarray(x, np.float32), normalization), 0.0, 1.0)
 
 
 def render_grid(panels: dict, path: str, normalization: str, class_ids=None) -> str:

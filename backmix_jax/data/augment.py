@@ -21,6 +21,15 @@ def normalize(images: jnp.ndarray, mode: str) -> jnp.ndarray:
   raise ValueError(f"unknown normalisation {mode!r}; choose from {NORMALIZATIONS}")
 
 
+def denormalize(x, mode: str):
+  """Inverse of `normalize`: normalised float [...] -> x/255 values (about [0, 1], unclipped)."""
+  if mode == "unit":
+    return x
+  if mode == "cssr":
+    return x * 0.25 + 0.5
+  raise ValueError(f"unknown normalisation {mode!r}; choose from {NORMALIZATIONS}")
+
+
 def black_value(mode: str) -> float:
   """The normalised value of a black (0) pixel: what zero padding means before normalising."""
   return 0.0 if mode == "unit" else -2.0
