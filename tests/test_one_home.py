@@ -133,3 +133,75 @@ def test_config_kwargs_maps_every_knob_of_the_method():
     assert kwargs.pop("fill") is fill
     assert kwargs == {k: b[k] for k in kwargs}
   assert backmix.config_kwargs(b, 0.0)["partner"] == "other_class"
+
+
+# ----------------------------------------------------------- config fields and identities
+
+
+def test_lookup_reads_configdicts_and_saved_dicts_alike():
+  """One dotted lookup for validate, field_checks and identity: nested fields of a ConfigDict
+  and of its config.json dict; a falsy value is a value; a missing part (or a value where a
+  block should be) gives the default, or KeyError naming the dotted field without one."""
+  import json
+  from backmix_jax.training.fields import MISSING, lookup
+  config = quick_config(**{"backmix.cam_grid": 0, "known_classes": ()})
+  saved = json.loads(config.to_json_best_effort())
+  for tree in (config, saved):
+    assert lookup(tree, "optimizer.learning_rate") == config.optimizer.learning_rate
+    assert lookup(tree, "backmix.cam_grid", MISSING) == 0
+    assert lookup(tree, "backmix.teacher", MISSING) == ""
+    assert lookup(tree, "backmix.nope", MISSING) is MISSING
+    assert lookup(tree, "dataset.name", None) is None  # a string where a block should be
+    with pytest.raises(KeyError, match="backmix.nope"):
+      lookup(tree, "backmix.nope")
+  assert lookup({"a": [1, 2]}, "a.b", MISSING) is MISSING
+
+
+def test_is_int():
+  import numpy as np
+  from backmix_jax.training.fields import is_int
+  assert all(is_int(v) for v in (0, -3, 2**70, np.int64(3), np.uint8(1)))
+  assert not any(is_int(v) for v in (True, False, 3.0, np.float32(3), "3", None, (1,)))
+
+
+def test_differences_compare_shared_fields_in_recorded_order():
+  from backmix_jax.training.identity import differences
+  recorded = {"b": 1, "a": [1, 2], "old": 0, "same": "x"}
+  current = {"a": [1, 3], "b": 2, "new": 5, "same": "x"}
+  assert list(differences(recorded, current).items()) == [("b", (1, 2)), ("a", ([1, 2],
+                                                                                 [1, 3]))]
+  assert differences(recorded, recorded) == {}
+
+
+def test_run_differences_of_a_saved_config():
+  """A config and its saved config.json are the same run; a schedule change is not a run
+  difference, a class split is; `ignore` drops fields (a teacher may differ in BackMix)."""
+  import json
+  from backmix_jax.training.identity import run_differences
+  config = quick_config()
+  saved = json.loads(config.to_json_best_effort())
+  assert run_differences(saved, config) == {}
+  assert run_differences(saved, quick_config(num_epochs=7, batch_size=64)) == {}
+  other = quick_config(known_classes=(0, 1, 2), **{"backmix.enabled": False})
+  changed = run_differences(saved, other)
+  assert set(changed) == {"known_classes", "backmix.enabled"}
+  assert changed["backmix.enabled"] == (True, False)
+  assert set(run_differences(saved, other, ignore=("backmix.enabled",))) == {"known_classes"}
+
+
+def test_a_metrics_record_lacking_a_field_is_another_run(tmp_path):
+  """trials.final_metrics compares the run block with `identity.differences` over every
+  expected field: a field the record lacks counts as a difference (an older record), a
+  matching record at the final step is collected."""
+  import json
+  from backmix_jax.commands import trials
+  from backmix_jax.training.identity import run_record
+  config = quick_config()
+  run = dict(run_record(config), total_steps=5)
+  (tmp_path / "metrics.json").write_text(json.dumps(dict(run=run, step=5)))
+  assert trials.final_metrics(config, str(tmp_path))[0] is not None
+  del run["arpl_compat"]
+  (tmp_path / "metrics.json").write_text(json.dumps(dict(run=run, step=5)))
+  metrics, why = trials.final_metrics(config, str(tmp_path))
+  assert metrics is None and why == ("metrics.json is of another run (arpl_compat None, "
+                                     "expected False)")

@@ -30,7 +30,7 @@ def check_trained_config(config, workdir: str):
   saved, path = trained_config(workdir)
   if saved is None:
     return
-  changed = identity.differences(identity.run_identity(saved), identity.run_identity(config))
+  changed = identity.run_differences(saved, config)
   if changed:
     diffs = [f"{key}={trained!r} in training, {given!r} here"
              for key, (trained, given) in changed.items()]

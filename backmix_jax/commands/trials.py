@@ -91,9 +91,11 @@ def final_metrics(config, directory: str) -> tuple[dict | None, str]:
   if config.score:
     run = dict(run, score=metrics.get("score"))
     expect["score"] = config.score
-  for k, v in expect.items():
-    if run.get(k) != v:
-      return None, f"metrics.json is of another run ({k} {run.get(k)!r}, expected {v!r})"
+  # Every expected field must be there: one the record lacks compares as None.
+  changed = identity.differences({k: run.get(k) for k in expect}, expect)
+  if changed:
+    k, (found, expected) = next(iter(changed.items()))
+    return None, f"metrics.json is of another run ({k} {found!r}, expected {expected!r})"
   if metrics.get("step") != run["total_steps"]:
     return None, (f"metrics.json is of step {metrics.get('step')}, not the final step "
                   f"{run['total_steps']}")

@@ -30,17 +30,6 @@ def _predict_program(model, framework, score_names, normalization: str):
   return predict
 
 
-def make_predict_fn(model, framework, score_names, normalization: str, score_states=None):
-  """(variables, images uint8 [B,H,W,C]) -> dict(pred [B] int32, <score> [B] float32), jitted.
-
-  score_states: {score name: what framework.fit_score returned} for scores that need
-  training-set statistics (see fit_score_states); passed to jit as an argument, not baked in.
-  """
-  states = {name: (score_states or {}).get(name) for name in score_names}
-  predict = _predict_program(model, framework, score_names, normalization)
-  return lambda variables, images: predict(variables, states, images)
-
-
 class Scorer:
   """Scores test sets with one open-set score, compiled once and reused across evaluations.
 

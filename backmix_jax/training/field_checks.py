@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from backmix_jax.training.fields import MISSING, is_int, lookup
+
 # Integer fields: field -> (smallest allowed, largest allowed or None).
 INTEGERS = {
     "seed": (0, 2**63 - 1),          # jax.random.key takes a C long
@@ -39,23 +41,6 @@ REALS = {
 
 BOOLS = ("data.flip", "optimizer.nesterov", "backmix.enabled", "backmix.cam_batch_stats")
 
-_MISSING = object()
-
-
-def _lookup(config, dotted: str):
-  for part in dotted.split("."):
-    try:
-      config = config[part]
-    except (KeyError, AttributeError, TypeError):
-      return _MISSING
-  return config
-
-
-def is_int(value) -> bool:
-  """An integer that is not a bool (True would pass for 1)."""
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _is_real(value) -> bool:
   return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -72,15 +57,15 @@ def field_problems(config) -> list[str]:
   from backmix_jax.training.workdir import RESUME_MODES
   out = []
   for key, (low, high) in INTEGERS.items():
-    value = _lookup(config, key)
-    if value is _MISSING:
+    value = lookup(config, key, MISSING)
+    if value is MISSING:
       continue
     if not is_int(value) or value < low or (high is not None and value > high):
       bound = f">= {low}" if high is None else f"in {low}..{high}"
       out.append(f"{key} must be an integer {bound}, got {value!r}")
   for key, (low, low_in, high, high_in) in REALS.items():
-    value = _lookup(config, key)
-    if value is _MISSING:
+    value = lookup(config, key, MISSING)
+    if value is MISSING:
       continue
     if not _is_real(value) or not math.isfinite(value):
       out.append(f"{key} must be a finite number, got {value!r}")
@@ -88,25 +73,25 @@ def field_problems(config) -> list[str]:
               and (value < high or (high_in and value == high))):
       out.append(f"{key} must be {_interval(low, low_in, high, high_in)}, got {value!r}")
   for key in BOOLS:
-    value = _lookup(config, key)
-    if value is not _MISSING and not isinstance(value, bool):
+    value = lookup(config, key, MISSING)
+    if value is not MISSING and not isinstance(value, bool):
       out.append(f"{key} must be True or False, got {value!r}")
-  channels = _lookup(config, "data.channels")
-  if channels is not _MISSING and (not is_int(channels) or channels not in (0, 1, 3)):
+  channels = lookup(config, "data.channels", MISSING)
+  if channels is not MISSING and (not is_int(channels) or channels not in (0, 1, 3)):
     out.append(f"data.channels must be 0 (keep the source's), 1 or 3, got {channels!r}")
-  milestones = _lookup(config, "optimizer.milestones")
-  if milestones is not _MISSING and (
+  milestones = lookup(config, "optimizer.milestones", MISSING)
+  if milestones is not MISSING and (
       not isinstance(milestones, (list, tuple))
       or not all(_is_real(m) and math.isfinite(m) and m >= 0 for m in milestones)):
     out.append(f"optimizer.milestones must be a list of epochs >= 0, got {milestones!r}")
-  known = _lookup(config, "known_classes")
-  if known is not _MISSING and known:
+  known = lookup(config, "known_classes", MISSING)
+  if known is not MISSING and known:
     if isinstance(known, str) or not all(is_int(c) and c >= 0 for c in known):
       out.append(f"known_classes must be class ids (integers >= 0), got {known!r}")
     elif len(known) < 2:
       out.append(f"known_classes needs at least 2 classes (with one, every sample is that "
                  f"class: the loss is 0 and nothing is learned), got {list(known)}")
-  resume = _lookup(config, "resume")
-  if resume is not _MISSING and resume not in RESUME_MODES:
+  resume = lookup(config, "resume", MISSING)
+  if resume is not MISSING and resume not in RESUME_MODES:
     out.append(f"resume={resume!r} is not one of {', '.join(RESUME_MODES)}")
   return out

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numbers
 
+from backmix_jax.training.fields import MISSING, lookup
+
 # Fields of the run identity. data.composite (the fore-/background diagnostic's own block)
 # appears only in configs that have it.
 RUN_FIELDS = ("dataset", "protocol", "trial", "known_classes", "data.source",
@@ -30,17 +32,6 @@ RUN_FIELDS = ("dataset", "protocol", "trial", "known_classes", "data.source",
 # Fields of the schedule.
 SCHEDULE_FIELDS = ("batch_size", "num_epochs", "optimizer", "seed", "backmix", "data.flip",
                    "data.crop_padding", "dtype")
-
-_MISSING = object()
-
-
-def _lookup(tree, dotted: str):
-  for part in dotted.split("."):
-    try:
-      tree = tree[part]
-    except (KeyError, AttributeError, TypeError, IndexError):
-      return _MISSING
-  return tree
 
 
 def _plain(value):
@@ -72,8 +63,8 @@ def _flat(config, fields) -> dict:
       out[key] = value
 
   for key in fields:
-    value = _lookup(config, key)
-    if value is not _MISSING:
+    value = lookup(config, key, MISSING)
+    if value is not MISSING:
       put(key, _plain(value))
   return out
 
@@ -81,14 +72,14 @@ def _flat(config, fields) -> dict:
 def _known_classes(config):
   """The known class list the run trains on: config.known_classes, or when that is empty
   the split's list, so a run spelled out with its split's classes is the same run."""
-  given = _lookup(config, "known_classes")
-  if given is not _MISSING and given:
+  given = lookup(config, "known_classes", MISSING)
+  if given is not MISSING and given:
     return _plain(given)
   from backmix_jax.data import splits
   from backmix_jax.data.sources import DataError
   try:
-    split = splits.get_split(_lookup(config, "dataset"), _lookup(config, "protocol"),
-                             _lookup(config, "trial"))
+    split = splits.get_split(lookup(config, "dataset", MISSING),
+                             lookup(config, "protocol", MISSING), lookup(config, "trial", MISSING))
   except (DataError, TypeError):  # the config check names a bad split; here: unresolved
     return []
   return [int(c) for c in split.known]
@@ -113,10 +104,21 @@ def full_identity(config) -> dict:
 
 
 def differences(recorded: dict, current: dict) -> dict:
-  """Field -> (recorded, current) for the fields both hold with different values. A field
-  only one side has (a record of an older version) is not a difference."""
+  """Field -> (recorded, current) for the fields both hold with different values, in
+  `recorded`'s order. A field only one side has (a record of an older version) is not a
+  difference. The one comparison of identities and records: workdir.py, run_differences,
+  and commands/trials.py (a metrics.json run block against `run_record`)."""
   return {k: (recorded[k], current[k]) for k in recorded
           if k in current and recorded[k] != current[k]}
+
+
+def run_differences(saved, config, *, ignore=()) -> dict:
+  """Field -> (saved's, config's) where the run identities of `saved` (the config a run was
+  trained with, e.g. its config.json) and `config` differ, less the fields in `ignore`:
+  empty when weights trained under `saved` mean the same under `config` (evaluating a
+  checkpoint, loading a teacher)."""
+  return {k: v for k, v in differences(run_identity(saved), run_identity(config)).items()
+          if k not in ignore}
 
 
 def run_record(config, *, known_classes=None, total_steps=None, arpl_compat=False) -> dict:

@@ -5,15 +5,12 @@ Only process 0 writes, so a pod slice produces one record.
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import time
 
 import jax
 
-
-def _is_int(value) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+from backmix_jax.training.fields import is_int
 
 
 def format_duration(seconds: float) -> str:
@@ -45,7 +42,7 @@ class MetricLogger:
       return
     metrics = {k: v for k, v in metrics.items() if k != "step"}
     record = {"step": int(step), "kind": prefix, "time": time.time(),
-              **{k: int(v) if _is_int(v) else float(v) for k, v in metrics.items()}}
+              **{k: int(v) if is_int(v) else float(v) for k, v in metrics.items()}}
     self._append(record)
     if self.tb is not None:
       for k, v in metrics.items():

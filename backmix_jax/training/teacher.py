@@ -47,9 +47,7 @@ def teacher_config(config):
   if saved is None:
     raise CheckpointError(f"backmix.teacher={path!r} records no config (config.json); "
                           "cannot check it was trained on this run's data and network")
-  changed = {k: v for k, v in identity.differences(identity.run_identity(saved),
-                                                   identity.run_identity(config)).items()
-             if k not in _FREE}
+  changed = identity.run_differences(saved, config, ignore=_FREE)
   if changed:
     diffs = "; ".join(f"{k}={a!r} there, {b!r} here" for k, (a, b) in changed.items())
     raise CheckpointError(f"backmix.teacher={path!r} is another run ({diffs}, from {where}); "

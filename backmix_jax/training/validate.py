@@ -11,6 +11,7 @@ import jax
 from backmix_jax import backmix, models
 from backmix_jax.data import augment, pipeline
 from backmix_jax.training import optimizer, step
+from backmix_jax.training.fields import is_int, lookup
 
 
 class ConfigError(ValueError):
@@ -35,21 +36,15 @@ CHOICES = {
 }
 
 
-def _get(config, dotted: str):
-  for part in dotted.split("."):
-    config = config[part]
-  return config
-
-
 def problems(config) -> list[str]:
   """Every problem found in `config` (empty when it is usable)."""
   from backmix_jax.frameworks import FRAMEWORKS
   from backmix_jax.models import BACKBONES
-  from backmix_jax.training.field_checks import field_problems, is_int
+  from backmix_jax.training.field_checks import field_problems
   out = field_problems(config)
   for key, allowed in CHOICES.items():
-    if _get(config, key) not in allowed:
-      out.append(f"{key}={_get(config, key)!r} is not one of {', '.join(allowed)}")
+    if lookup(config, key) not in allowed:
+      out.append(f"{key}={lookup(config, key)!r} is not one of {', '.join(allowed)}")
   if config.framework not in FRAMEWORKS:
     out.append(f"framework={config.framework!r} is unknown; known: {', '.join(sorted(FRAMEWORKS))}")
   elif config.score:
@@ -107,7 +102,6 @@ def _backmix_geometry_problems(config) -> list[str]:
   (jax.eval_shape traces the backbone without compiling or running it)."""
   import jax.numpy as jnp
   from backmix_jax.models import get_backbone
-  from backmix_jax.training.field_checks import is_int
   size = config.data.image_size
   x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   backbone = get_backbone(config.model)
