@@ -77,8 +77,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
   c.log_every_steps = 20
-  # Evaluators (backmix_jax/evaluation/evaluators.py): name -> every_epochs (0 = only at
-  # the end) and the evaluator's options. open_set always runs at the end.
+  # Evaluators (backmix_jax/evaluation/evaluators/): name -> every_epochs (0 = only at
+  # the end), optionally `type` (the evaluator to run under this name; default: the name)
+  # and the evaluator's options. open_set always runs at the end.
   c.evals = ml_collections.ConfigDict(dict(open_set=dict(every_epochs=0)))
   c.profile_steps = 0        # > 0: jax.profiler trace of that many steps in <workdir>/profile
   c.nan_policy = "stop"      # stop | skip_step

@@ -1,5 +1,6 @@
 """Markdown tables of metrics and of trial summaries (mean +- std), beside published numbers,
-and the files that record one evaluation (`write_evaluation`).
+the files that record one evaluation (`write_evaluation`), and the records of a run's
+metrics.jsonl read back (`read_records`).
 
 Metric dicts hold fractions in [0, 1] (as `metrics.open_set_metrics` returns them); tables
 print them x100 with two decimals. Only the keys of `metrics.METRIC_KEYS` become columns,
@@ -15,6 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from backmix_jax.evaluation import plots
 from backmix_jax.evaluation.metrics import METRIC_KEYS
 
 COLUMN_NAMES = {
@@ -175,7 +177,6 @@ def write_evaluation(directory: str, metrics: Mapping, outputs: Mapping, *, tag:
   `outputs`: known_scores, known_preds, known_labels [Nk], unknown_scores [Nu], ...), and the
   plots roc{tag}.png, score_histogram{tag}.png, oscr{tag}.png.
   """
-  from backmix_jax.evaluation import plots  # matplotlib only when files are written
   os.makedirs(directory, exist_ok=True)
 
   def path(name):
@@ -197,3 +198,14 @@ def write_evaluation(directory: str, metrics: Mapping, outputs: Mapping, *, tag:
           plots.plot_score_histogram(known, unknown, path("score_histogram.png"), title=what),
           plots.plot_oscr_curves({label: (known, correct, unknown)}, path("oscr.png"),
                                  title=f"OSCR: {what}")]
+
+
+def read_records(path: str, kind: str | None = None) -> list[dict]:
+  """The records of a metrics.jsonl (training/records.py writes them: `step`, `kind`,
+  `time` and the metrics), in order, only those of `kind` ('train', 'eval') when given;
+  [] when the file does not exist."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  return [r for r in records if kind is None or r.get("kind") == kind]
