@@ -5,7 +5,7 @@ python -m experiments.train --config configs/fgbg_digits.py --workdir runs/fgbg_
 
 Each known digit (the digits split: ARPL's MNIST lists) is pasted onto the texture class
 paired with it 90 % of the time (rho); the test conditions then show known and unknown
-digits on paired, swapped and never-seen textures (backmix_jax/data/composite.py,
+digits on paired, swapped and never-seen textures (backmix_jax/data/composite/,
 docs/diagnostic.md). About 3,000 training images (754 digits x 4 copies) at 32 px. At
 rho 0.9 this budget's cnn_small classifies by the texture alone (known_swapped accuracy
 ~1 %); at rho 0.5 it learns the digits and a swapped background costs 5-11 points.

@@ -7,7 +7,7 @@ Offline, from npz copies (docs/data.md shows how to make them):
     --config.data.composite.background=npz:/path/to/cifar10.npz
 
 Known digit i is pasted onto CIFAR-10 class i's photos 90 % of the time (rho); CIFAR-10
-classes 6..9 are backgrounds never seen in training (backmix_jax/data/composite.py,
+classes 6..9 are backgrounds never seen in training (backmix_jax/data/composite/,
 docs/diagnostic.md). 2,000 training digits per known class, 1,000 images per test condition.
 """
 from configs import default, fgbg_digits

@@ -1,4 +1,4 @@
-"""The fore-/background diagnostic (data/composite.py): compositing, masks, pairing, conditions,
+"""The fore-/background diagnostic (data/composite/): compositing, masks, pairing, conditions,
 config checks and load_open_set. Offline and small: sklearn digits on textures, or a
 generated npz of flat-coloured 'photos' whose colour says their class and split."""
 import dataclasses
@@ -8,7 +8,7 @@ import pytest
 
 from backmix_jax.data import composite, splits
 from backmix_jax.data.composite import CONDITIONS, CompositeSpec
-from backmix_jax.data.sources import DataError
+from backmix_jax.data.core import DataError
 from configs import fgbg_digits
 
 KNOWN = (6, 3, 4, 9, 8, 2)  # the digits split of ARPL trial 0
@@ -73,12 +73,13 @@ def test_grey_digits_masked_pixels_differ_from_the_background_and_unchanged_ones
 def test_glyphs_are_resized_like_pillow_and_peak_at_255():
   """The vectorised resize matches Pillow's bilinear within one grey level (before the
   per-digit peak scaling), and every prepared digit reaches 255."""
-  from backmix_jax.data import sources
+  from backmix_jax.data import images
+  from backmix_jax.data.composite import synthesis
   rng = np.random.default_rng(2)
   img = rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
-  w = composite._bilinear_weights(28, 18)
+  w = synthesis._bilinear_weights(28, 18)
   ours = np.einsum("ih,nhw,jw->nij", w, img[..., 0].astype(np.float32), w)
-  assert np.abs(ours - sources.resize_bilinear(img, 18)[..., 0]).max() <= 1
+  assert np.abs(ours - images.resize_bilinear(img, 18)[..., 0]).max() <= 1
   assert (composite.prepare_glyphs(img, 18).reshape(5, -1).max(1) == 255).all()
 
 

@@ -1,6 +1,7 @@
 """Benchmark configs: they load, pick the base framework's recipe, resolve every split the
 tables publish, are overridable from the command line, and read their (mocked) data."""
 import importlib
+import inspect
 import pathlib
 
 import numpy as np
@@ -9,17 +10,51 @@ from absl import flags
 from ml_collections import config_flags
 
 from backmix_jax.data import splits
-from backmix_jax.data.sources import DataError
+from backmix_jax.data.benchmarks import BENCHMARKS as REGISTRY
+from backmix_jax.data.core import DataError
 from backmix_jax.training import validate
 from configs import default
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-BENCHMARKS = ("mnist", "svhn", "cifar10", "cifar_plus10", "cifar_plus50", "tinyimagenet",
-              "ood_cifar10_vs_cifar100", "ood_cifar10_vs_svhn")
+# Every config file, found by globbing: a new config is tested without editing this file
+# (configs/default.py is the base the others build on, not a config).
+CONFIGS = tuple(sorted(p.stem for p in (REPO / "configs").glob("*.py")
+                       if p.stem not in ("__init__", "default")))
 
 
 def load(name: str, *args):
   return importlib.import_module(f"configs.{name}").get_config(*args)
+
+
+def takes_recipe(name: str) -> bool:
+  get_config = importlib.import_module(f"configs.{name}").get_config
+  return "recipe" in inspect.signature(get_config).parameters
+
+
+# The benchmark configs: those that take a recipe of configs/default.py RECIPES.
+BENCHMARKS = tuple(name for name in CONFIGS if takes_recipe(name))
+
+
+def test_every_registered_benchmark_has_its_config_file():
+  """configs/<name>.py for each benchmark of the registry; every recipe config is named
+  after a registered benchmark."""
+  assert set(REGISTRY) <= set(CONFIGS)
+  assert set(BENCHMARKS) <= set(REGISTRY) and len(BENCHMARKS) >= 8
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_loads_names_a_registered_benchmark_and_passes_the_config_check(name):
+  """Recipe or not (digits and the diagnostic have their own settings): the base config's
+  fields are kept, the benchmark is registered and its trial 0 resolves, and the only
+  check that may fail is a local data path that this machine lacks."""
+  c = load(name)
+  assert c.dataset in REGISTRY and c.trial == 0 and c.protocol == "arpl"
+  base = default.get_base_config()
+  assert set(base.keys()) <= set(c.keys())
+  assert set(base.data.keys()) <= set(c.data.keys())
+  assert splits.get_split(c.dataset, c.protocol, c.trial).known
+  found = [p for p in validate.problems(c) if not p.startswith("data.source path")]
+  assert found == []
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)

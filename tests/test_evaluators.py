@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from backmix_jax.data.openset import Condition
+from backmix_jax.data.core import Condition
 from backmix_jax.data.sources import ArraySplit
 from backmix_jax.evaluation import evaluators
 from tests.helpers import quick_config

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backmix_jax.data import sources, splits
+from backmix_jax.data import images, sources, splits
 from backmix_jax.data.openset import make_open_set
-from backmix_jax.data.sources import DataError
+from backmix_jax.data.core import DataError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("BACKMIX_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -39,7 +39,7 @@ def test_resize_bilinear_matches_pillow_rgb_then_resize_as_arpl_does():
   """MNIST 28 -> 32: identical to PIL convert('RGB').resize((32, 32), BILINEAR) (ARPL)."""
   rng = np.random.default_rng(0)
   gray = rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
-  ours = sources.conform(gray, 32, 3)
+  ours = images.conform(gray, 32, 3)
   for g, o in zip(gray, ours):
     ref = Image.fromarray(g[..., 0], mode="L").convert("RGB").resize((32, 32), Image.BILINEAR)
     np.testing.assert_array_equal(o, np.asarray(ref))
@@ -50,13 +50,13 @@ def test_to_channels_rgb_to_gray_matches_pillow_luma():
   """3 -> 1 channel gives Pillow's convert('L') values; 1 -> 3 repeats the grey plane."""
   rng = np.random.default_rng(1)
   rgb = rng.integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
-  gray = sources.to_channels(rgb, 1)
+  gray = images.to_channels(rgb, 1)
   for x, g in zip(rgb, gray):
     np.testing.assert_array_equal(g[..., 0], np.asarray(Image.fromarray(x).convert("L")))
-  back = sources.to_channels(gray, 3)
+  back = images.to_channels(gray, 3)
   assert back.shape == rgb.shape and (back == gray).all()
   with pytest.raises(DataError, match="channels must be 1 or 3"):
-    sources.to_channels(rgb, 2)
+    images.to_channels(rgb, 2)
 
 
 def jpeg(array, quality=90):
@@ -68,11 +68,11 @@ def jpeg(array, quality=90):
 def test_decode_images_resizes_odd_sizes_and_needs_a_size_when_they_differ():
   """Mixed sizes are resized to `size`; without a size they are refused."""
   blobs = [jpeg(np.full((64, 64, 3), 50, np.uint8)), jpeg(np.full((40, 48, 3), 200, np.uint8))]
-  out = sources.decode_images(blobs, 64, decoder="pillow")
+  out = images.decode_images(blobs, 64, decoder="pillow")
   assert out.shape == (2, 64, 64, 3)
   assert abs(int(out[0].mean()) - 50) <= 2 and abs(int(out[1].mean()) - 200) <= 2
   with pytest.raises(DataError, match="differ in size"):
-    sources.decode_images(blobs, None, decoder="pillow")
+    images.decode_images(blobs, None, decoder="pillow")
 
 
 # ---------------------------------------------------------------- tfds (mocked)

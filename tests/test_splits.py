@@ -10,7 +10,8 @@ import pathlib
 import pytest
 
 from backmix_jax.data import splits
-from backmix_jax.data.sources import DataError
+from backmix_jax.data.benchmarks import BENCHMARKS
+from backmix_jax.data.core import DataError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("BACKMIX_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -155,7 +156,7 @@ def test_every_split_has_k_known_disjoint_unknowns_and_covers_the_dataset():
       assert len(s.unknown) == len(set(s.unknown)) == n and s.unknown_source == "cifar100"
       assert all(0 <= c < 100 for c in s.unknown) and all(0 <= c < 10 for c in s.known)
     else:
-      num = splits.NUM_CLASSES[splits.BENCHMARK_DATASET[benchmark]]
+      num = BENCHMARKS[benchmark].num_classes
       assert not set(s.known) & set(s.unknown)
       assert sorted(s.known + s.unknown) == list(range(num))
       assert s.unknown_source is None

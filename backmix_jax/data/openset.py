@@ -1,65 +1,15 @@
 """The open-set split: known classes renumbered 0..K-1 in list order, unknowns kept for
 testing; `load_open_set` builds it for one benchmark trial from a config (source + split +
-unknowns)."""
+unknowns). Its types (OpenSetData, Condition) and the class-list check are in data/core.py.
+"""
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import numpy as np
 
-from backmix_jax.data import sources, splits
-from backmix_jax.data.sources import ArraySplit, DataError
-
-
-@dataclasses.dataclass(frozen=True)
-class Condition:
-  """One separately scored test condition of a diagnostic benchmark.
-
-  split: labels 0..K-1 when the foreground is of a known class (`known`), -1 otherwise;
-  split.masks holds the true foreground of every image.
-  """
-  name: str
-  known: bool
-  split: ArraySplit
-
-
-@dataclasses.dataclass(frozen=True)
-class OpenSetData:
-  """train: known classes only, labels 0..K-1. test_known: same labelling. test_unknown: labels = -1.
-
-  conditions: extra test sets scored one by one (the fore-/background diagnostic); empty
-  for the ordinary benchmarks.
-  """
-  train: ArraySplit
-  test_known: ArraySplit
-  test_unknown: ArraySplit
-  known_classes: tuple[int, ...]
-  conditions: tuple[Condition, ...] = ()
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.known_classes)
-
-
-def check_classes(known: Sequence[int], unknown: Sequence[int] | None, num_source_classes: int):
-  """Raise DataError with one clear sentence when the class lists are unusable."""
-  known = list(known)
-  if not known:
-    raise DataError("known_classes is empty")
-  if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in known):
-    raise DataError(f"known_classes must be integer class ids, got {known}")
-  if len(known) < 2:  # one class: every prediction is right, the loss is 0, nothing is learned
-    raise DataError(f"known_classes needs at least 2 classes, got {known}")
-  if len(set(known)) != len(known):
-    raise DataError(f"known_classes repeats a class: {known}")
-  bad = [c for c in known if not 0 <= c < num_source_classes]
-  if bad:
-    raise DataError(f"known_classes {bad} out of range 0..{num_source_classes - 1}")
-  if unknown is not None:
-    unknown = list(unknown)
-    if set(unknown) & set(known):
-      raise DataError(f"classes {sorted(set(unknown) & set(known))} are both known and unknown")
+from backmix_jax.data import composite, sources, splits
+from backmix_jax.data.core import ArraySplit, DataError, OpenSetData, check_classes
 
 
 def relabel(split: ArraySplit, classes: Sequence[int]) -> ArraySplit:
@@ -110,13 +60,12 @@ def load_open_set(config) -> OpenSetData:
   config.data.source says where the images are, config.data.unknown_source (optional)
   where the unknowns of CIFAR+N / OOD come from instead of the split's default.
   data.source='composite' composes the fore-/background diagnostic from data.composite
-  (see data/composite.py), with the same class split."""
+  (see data/composite/), with the same class split."""
   d = config.data
   # Resolve the split first: a bad protocol/trial fails before any image is read.
   split = None if config.known_classes else splits.get_split(config.dataset, config.protocol,
                                                              config.trial)
   if d.source == "composite":
-    from backmix_jax.data import composite
     return composite.load_open_set(config, split)
   kwargs = dict(data_dir=d.data_dir or None, image_size=d.image_size)
   if d.get("channels"):

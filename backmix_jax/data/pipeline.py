@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from backmix_jax.data.sources import ArraySplit, DataError
+from backmix_jax.data.core import ArraySplit, DataError
 
 
 # data.backend: 'auto' picks tf.data when TensorFlow imports, else NumPy.

@@ -1,0 +1,58 @@
+"""`tfds:<name>`: a prepared TensorFlow Datasets dataset under data_dir (never downloaded
+unless asked). A dataset's short name (mnist, svhn, ...) reads its registered tfds name
+(`benchmarks.DATASETS`: svhn = svhn_cropped, whose labels are already 0..9).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from backmix_jax.data.benchmarks import DATASETS
+from backmix_jax.data.core import ArraySplit, DataError, evenly_spaced
+from backmix_jax.data.readers import ReadRequest, Reader, class_names
+
+# Short name -> tfds name, of every registered dataset that TFDS has.
+TFDS_NAMES = {d.name: d.tfds_name for d in DATASETS.values() if d.tfds_name}
+
+
+def read(name: str, request: ReadRequest):
+  """The requested splits of a prepared TFDS dataset, read whole in batches into arrays, then
+  at most max_per_split evenly spaced samples of each kept."""
+  name = TFDS_NAMES.get(name, name)
+  data_dir = request.data_dir
+  try:
+    import tensorflow_datasets as tfds  # optional: only this reader needs TensorFlow
+  except ImportError as e:
+    raise DataError(f"tfds:{name} needs tensorflow-datasets, which cannot be imported ({e}); "
+                    "use an npz: or folder: source instead") from None
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # tfds raises its own DatasetNotFoundError and registry errors
+    raise DataError(f"tfds cannot build dataset {name!r}: {e}") from None
+  if request.download:
+    builder.download_and_prepare()
+  out = {}
+  for split in request.splits:
+    try:
+      # batch_size=-1 would size the batch from the split metadata; fixed batches need none.
+      ds = builder.as_dataset(split=split, as_supervised=True, batch_size=10_000,
+                              shuffle_files=False)
+    except AssertionError:
+      where = data_dir or "the default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
+      raise DataError(f"tfds dataset {name!r} is not prepared under {where}; prepare it once "
+                      f"where there is internet (`tfds build {name} --data_dir=DIR`, then copy "
+                      "DIR or point data.data_dir at it or at a gs:// copy), or from Python call "
+                      "sources.load_source(..., download=True)") from None
+    parts = list(tfds.as_numpy(ds))
+    if not parts:
+      raise DataError(f"tfds dataset {name!r} split {split!r} is empty")
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    out[split] = ArraySplit(images.astype(np.uint8, copy=False), labels)
+  feature = builder.info.features["label"]
+  names = feature.names if getattr(feature, "names", None) else None
+  names = class_names(names, [s.labels for s in out.values()])  # of the whole splits
+  return {split: s.take(evenly_spaced(len(s), request.max_per_split))
+          for split, s in out.items()}, names
+
+
+READER = Reader("tfds", "<name>", read)
