@@ -56,7 +56,10 @@ def test_framework_scores_unchanged():
       "rcssr": ("cssr", {"cssr", "msp", "mls"}),
       "medaf": ("medaf", {"medaf", "msp", "mls", "energy"}),
   }
-  got = {n: (get_framework(n).default_score, set(get_framework(n).scores)) for n in FRAMEWORKS}
+  # Generic scores added to SCORES since then are left out of the comparison.
+  later = set(SCORES) - {"msp", "mls", "energy"}
+  got = {n: (get_framework(n).default_score, set(get_framework(n).scores) - later)
+         for n in FRAMEWORKS}
   assert got == expected
 
 
@@ -70,6 +73,18 @@ def test_a_new_generic_score_reaches_every_framework(monkeypatch):
   for name in FRAMEWORKS:
     assert "odin" in get_framework(name).scores, name
   assert Framework().scores[-1] == "odin"
+
+
+@pytest.mark.parametrize("name", sorted(SCORES))
+def test_every_generic_score_keeps_the_contract(name):
+  """What a framework relies on, for every score in SCORES (a new one included): float32 of
+  the batch shape from low-precision logits, and higher for a confident than a flat vector."""
+  import jax.numpy as jnp
+  import numpy as np
+  logits = jnp.asarray(np.array([[9.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]), jnp.bfloat16)
+  s = SCORES[name](logits)
+  assert s.dtype == jnp.float32 and s.shape == (2,)
+  assert s[0] > s[1]
 
 
 # ------------------------------------------------------------------------- BackMix knobs
@@ -205,3 +220,45 @@ def test_a_metrics_record_lacking_a_field_is_another_run(tmp_path):
   metrics, why = trials.final_metrics(config, str(tmp_path))
   assert metrics is None and why == ("metrics.json is of another run (arpl_compat None, "
                                      "expected False)")
+
+
+# --------------------------------------------------------------------- docs of the knobs
+
+
+def _default_backmix_fields() -> set:
+  from configs import default
+  return set(default.get_base_config().backmix.keys())
+
+
+def test_readme_lists_exactly_the_backmix_knobs_of_the_config():
+  """README's knob list (How a train step works) names every field of configs/default.py's
+  `backmix` block and nothing else: a knob added to the config fails here until it is listed."""
+  import pathlib
+  import re
+  readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+  found = re.search(r"All BackMix knobs live in\s+`config\.backmix` \(([^)]*)\)", readme)
+  assert found, "README no longer has the sentence 'All BackMix knobs live in `config.backmix` (...)'"
+  listed = re.findall(r"`([a-z_]+)`", found.group(1))
+  assert len(listed) == len(set(listed)), f"listed twice: {listed}"
+  fields = _default_backmix_fields()
+  assert set(listed) == fields, (f"README lacks {sorted(fields - set(listed))}, lists unknown "
+                                 f"{sorted(set(listed) - fields)}")
+
+
+def test_method_doc_describes_every_backmix_knob():
+  """docs/method.md names every `backmix` field in code font (`knob` or `knob=value`)."""
+  import pathlib
+  import re
+  text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "method.md").read_text()
+  named = set(re.findall(r"`([a-z_]+)(?:=[^`]*)?`", text))
+  missing = sorted(_default_backmix_fields() - named)
+  assert not missing, f"docs/method.md does not describe {missing}"
+
+
+def test_metrics_doc_defines_every_score():
+  """docs/metrics.md has a definition row for every generic score and every framework's own."""
+  import pathlib
+  text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+  names = set(SCORES) | {s for n in FRAMEWORKS for s in get_framework(n).own_scores}
+  missing = sorted(n for n in names if f"| `{n}` |" not in text)
+  assert not missing, f"docs/metrics.md defines no score {missing}"
