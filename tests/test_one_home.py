@@ -262,3 +262,41 @@ def test_metrics_doc_defines_every_score():
   names = set(SCORES) | {s for n in FRAMEWORKS for s in get_framework(n).own_scores}
   missing = sorted(n for n in names if f"| `{n}` |" not in text)
   assert not missing, f"docs/metrics.md defines no score {missing}"
+
+
+# ------------------------------------------------------------------------------ backbones
+
+
+def test_conv_bn_is_the_conv_then_the_batch_norm_it_names():
+  """layers.conv_bn inside a compact module: the same parameters, statistics and output as
+  the conv and batch norm written out, under the names given (train and eval mode)."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from backmix_jax.models import layers
+  kw = dict(momentum=0.9, axis_name=None, dtype=jnp.float32)
+
+  class Joined(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+      return layers.conv_bn(x, train, 8, 3, 2, init=layers.HE_FAN_OUT, names=("c", "b"),
+                            scale_init=layers.normal(1.0, 0.02), **kw)
+
+  class Written(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+      x = layers.conv(8, 3, 2, init=layers.HE_FAN_OUT, dtype=jnp.float32, name="c")(x)
+      return layers.batch_norm(train, name="b", scale_init=layers.normal(1.0, 0.02), **kw)(x)
+
+  x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
+  va = Joined().init(jax.random.key(1), x, train=False)
+  vb = Written().init(jax.random.key(1), x, train=False)
+  assert jax.tree.structure(va) == jax.tree.structure(vb)
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(va), jax.tree.leaves(vb)))
+  assert va["params"]["c"]["kernel"].shape == (3, 3, 3, 8)
+  for train in (False, True):
+    ya = Joined().apply(va, x, train=train, mutable=["batch_stats"])
+    yb = Written().apply(vb, x, train=train, mutable=["batch_stats"])
+    assert ya[0].shape == (2, 5, 5, 8)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(ya), jax.tree.leaves(yb)))

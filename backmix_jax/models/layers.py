@@ -51,3 +51,14 @@ def batch_norm(train: bool, *, momentum: float, axis_name: str | None, dtype: An
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
                       scale_init=scale_init, axis_name=axis_name, dtype=dtype,
                       param_dtype=jnp.float32, name=name)
+
+
+def conv_bn(x: jax.Array, train: bool, width: int, kernel: int, stride: int, *, init,
+            momentum: float, axis_name: str | None, dtype: Any, names: tuple[str, str],
+            scale_init=nn.initializers.ones) -> jax.Array:
+  """batch_norm(conv(x)), the pair the backbones stack: x [B,H,W,C] ->
+  [B,ceil(H/stride),ceil(W/stride),width]. Call it inside a compact module's method: both
+  layers become that module's submodules, named names = (conv's, batch norm's)."""
+  x = conv(width, kernel, stride, init=init, dtype=dtype, name=names[0])(x)
+  return batch_norm(train, momentum=momentum, axis_name=axis_name, dtype=dtype, name=names[1],
+                    scale_init=scale_init)(x)

@@ -36,21 +36,18 @@ class _BasicBlock(nn.Module):
   bn_axis_name: str | None
   dtype: Any
 
-  def _conv(self, kernel, stride, name):
-    return layers.conv(self.width, kernel, stride, init=CONV_INITS[self.conv_init],
-                       dtype=self.dtype, name=name)
-
-  def _bn(self, train, name):
-    return layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
-                             dtype=self.dtype, name=name)
+  def _conv_bn(self, x, train, kernel, stride, names):
+    return layers.conv_bn(x, train, self.width, kernel, stride,
+                          init=CONV_INITS[self.conv_init], momentum=self.bn_momentum,
+                          axis_name=self.bn_axis_name, dtype=self.dtype, names=names)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    out = self._bn(train, "bn1")(self._conv(3, self.stride, "conv1")(x))
+    out = self._conv_bn(x, train, 3, self.stride, ("conv1", "bn1"))
     out = jax.nn.leaky_relu(out, self.negative_slope)
-    out = self._bn(train, "bn2")(self._conv(3, 1, "conv2")(out))
+    out = self._conv_bn(out, train, 3, 1, ("conv2", "bn2"))
     if self.stride != 1 or x.shape[-1] != self.width:
-      x = self._bn(train, "shortcut_bn")(self._conv(1, self.stride, "shortcut_conv")(x))
+      x = self._conv_bn(x, train, 1, self.stride, ("shortcut_conv", "shortcut_bn"))
     return jax.nn.relu(out + x)
 
 
@@ -84,10 +81,10 @@ class ResNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = x.astype(self.dtype)
     if self.stem:
-      x = layers.conv(self.widths[0], 3, self.stem_stride, init=CONV_INITS[self.conv_init],
-                      dtype=self.dtype, name="stem_conv")(x)
-      x = layers.batch_norm(train, momentum=self.bn_momentum, axis_name=self.bn_axis_name,
-                            dtype=self.dtype, name="stem_bn")(x)
+      x = layers.conv_bn(x, train, self.widths[0], 3, self.stem_stride,
+                         init=CONV_INITS[self.conv_init], momentum=self.bn_momentum,
+                         axis_name=self.bn_axis_name, dtype=self.dtype,
+                         names=("stem_conv", "stem_bn"))
       x = jax.nn.leaky_relu(x, self.negative_slope)
     for stage, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for i in range(blocks):
