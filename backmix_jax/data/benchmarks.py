@@ -93,7 +93,7 @@ DATASETS = {d.name: d for d in (MNIST, SVHN, CIFAR10, CIFAR100, TINYIMAGENET, DI
 _ARPL = L.ARPL_SPLITS_2020
 _NEAL = ClassLists(None, L.NEAL_UNKNOWN)
 _MNIST = Benchmark("mnist", MNIST, {"arpl": ClassLists(_ARPL["mnist"]), "neal": _NEAL,
-                                    "dias": ClassLists(L.DIAS_KNOWN["mnist"])})
+                                    "dias": ClassLists(L.DIAS_KNOWN_10)})
 
 
 def _plus(n: int) -> dict[str, ClassLists]:
@@ -110,17 +110,17 @@ def _plus(n: int) -> dict[str, ClassLists]:
 BENCHMARKS = {b.name: b for b in (
     _MNIST,
     Benchmark("svhn", SVHN, {"arpl": ClassLists(_ARPL["svhn"]), "neal": _NEAL,
-                             "cssr": ClassLists(L.CSSR_KNOWN["svhn"]),
-                             "dias": ClassLists(L.DIAS_KNOWN["svhn"])}),
+                             "cssr": ClassLists(L.CSSR_KNOWN_10),
+                             "dias": ClassLists(L.DIAS_KNOWN_10)}),
     Benchmark("cifar10", CIFAR10, {"arpl": ClassLists(_ARPL["cifar10"]), "neal": _NEAL,
-                                   "cssr": ClassLists(L.CSSR_KNOWN["cifar10"]),
-                                   "dias": ClassLists(L.DIAS_KNOWN["cifar10"])}),
+                                   "cssr": ClassLists(L.CSSR_KNOWN_10),
+                                   "dias": ClassLists(L.DIAS_KNOWN_10)}),
     Benchmark("cifar_plus10", CIFAR10, _plus(10), unknown_source=CIFAR100),
     Benchmark("cifar_plus50", CIFAR10, _plus(50), unknown_source=CIFAR100),
     Benchmark("tinyimagenet", TINYIMAGENET, {
         "arpl": ClassLists(_ARPL["tiny_imagenet"]),
-        "cssr": ClassLists(L.CSSR_KNOWN["tinyimagenet"]),
-        "dias": ClassLists(L.DIAS_KNOWN["tinyimagenet"])}),
+        "cssr": ClassLists(L.CSSR_KNOWN_TINYIMAGENET),
+        "dias": ClassLists(L.DIAS_KNOWN_TINYIMAGENET)}),
     # The OOD legacy benchmarks: all 10 CIFAR-10 classes known, the other dataset's whole
     # test split unknown; no class split, so every protocol accepts them.
     Benchmark("ood_cifar10_vs_cifar100", CIFAR10, None, unknown_source=CIFAR100),

@@ -2,10 +2,10 @@
 
 `get_split(benchmark, protocol, trial)` returns the known classes (in the order that fixes
 their labels 0..K-1), the unknown classes and where the unknown test images come from.
-The lists are data copied into data/split_lists.py (nothing is read at run time); each
-table names its repository, file and licence. Which lists a benchmark runs under which
-protocol is its entry of the registry `benchmarks.BENCHMARKS`; how a protocol numbers its
-trials is its entry of `PROTOCOLS` here.
+The lists are data copied into data/split_lists.json (shipped, never downloaded);
+data/split_lists.py names each table's repository, file and licence. Which lists a
+benchmark runs under which protocol is its entry of the registry `benchmarks.BENCHMARKS`;
+how a protocol numbers its trials is its entry of `PROTOCOLS` here.
 
 Protocols and the benchmarks they define (5 trials each unless noted):
 
@@ -146,9 +146,10 @@ def get_split(benchmark: str, protocol: str = "arpl", trial: int = 0) -> Split:
   if (isinstance(trial, bool) or not isinstance(trial, numbers.Integral)
       or not 0 <= trial < NUM_TRIALS):
     raise DataError(f"trial must be an integer in 0..{NUM_TRIALS - 1}, got {trial!r}")
-  if benchmark not in COVERAGE[protocol]:
+  covered = _coverage(PROTOCOLS[protocol])  # from the registry as it is now (= COVERAGE)
+  if benchmark not in covered:
     raise DataError(f"protocol {protocol!r} has no {benchmark!r} split; it covers "
-                    f"{', '.join(COVERAGE[protocol])}")
+                    f"{', '.join(covered)}")
   trial = int(trial)
   b = BENCHMARKS[benchmark]
   if b.lists is None:

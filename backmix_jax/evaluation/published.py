@@ -7,15 +7,21 @@ Every value is a fraction in [0, 1] (a published 91.3 is stored as 0.913), a mea
 and from ours; `note` says what is known.
 
 The ARPL and Vaze et al. protocols use the same five class lists (only the trial order
-differs), so their 5-trial means are comparable; `same_protocol` treats them as one.
+differs: `splits.PROTOCOLS`), so their 5-trial means are comparable; `same_protocol` treats
+them as one.
 
-Benchmarks without published numbers here (mnist, digits) map to no rows: digits is this
-project's CPU demo and no paper reports it; none of the listed papers reports MNIST.
+Rows are keyed by the benchmark's name in the registry (`data.benchmarks.BENCHMARKS`).
+Benchmarks without published numbers here (mnist, digits) map to no rows; a benchmark's
+`published_note` says why where there is a reason to give (digits: this project's CPU
+demo); none of the listed papers reports MNIST.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Mapping
+
+from backmix_jax.data.benchmarks import BENCHMARKS
+from backmix_jax.data.splits import PROTOCOLS
 
 # Protocol values that name no class lists, and how tables show them.
 _UNNAMED = {"unstated": "protocol unstated", "none": "no class split"}
@@ -96,10 +102,6 @@ PUBLISHED: tuple[PublishedResult, ...] = (
                     _BACKMIX_SOURCE, _BACKMIX_NOTE),
 )
 
-# Protocols with the same class lists (same 5-trial mean).
-_EQUIVALENT = {"vaze": "arpl"}
-
-
 def published_results(benchmark: str) -> tuple[PublishedResult, ...]:
   """The published results for `benchmark` (a `config.dataset` name); () when none."""
   return tuple(r for r in PUBLISHED if r.benchmark == benchmark)
@@ -110,9 +112,14 @@ def published_rows(benchmark: str) -> dict[str, dict[str, float]]:
   return {r.label: dict(r.metrics) for r in published_results(benchmark)}
 
 
+def _lists_of(protocol: str) -> str:
+  """The protocol whose class lists `protocol` runs (vaze runs arpl's); others: itself."""
+  return PROTOCOLS[protocol].lists_key if protocol in PROTOCOLS else protocol
+
+
 def same_protocol(ours: str, theirs: str) -> bool:
   """Whether two split protocols train and test on the same class lists."""
-  return _EQUIVALENT.get(ours, ours) == _EQUIVALENT.get(theirs, theirs)
+  return _lists_of(ours) == _lists_of(theirs)
 
 
 def published_notes(benchmark: str, protocol: str) -> list[str]:
@@ -120,8 +127,8 @@ def published_notes(benchmark: str, protocol: str) -> list[str]:
   is the one of our rows (`protocol`); a single line saying so when there are none."""
   results = published_results(benchmark)
   if not results:
-    why = (" (scikit-learn digits is this project's CPU demo; no paper reports it)"
-           if benchmark == "digits" else "")
+    note = BENCHMARKS[benchmark].published_note if benchmark in BENCHMARKS else ""
+    why = f" ({note})" if note else ""
     return [f"No published numbers for {benchmark}{why}."]
   lines = []
   for r in results:

@@ -7,7 +7,7 @@ import numpy as np
 from backmix_jax.data.core import DataError
 from backmix_jax.data.composite.spec import NUM_TEXTURE_CLASSES
 
-MASK_THRESHOLD = 0.25  # true foreground = alpha above this: the stroke and the inner half of its rim
+MASK_THRESHOLD = 0.25  # true foreground: alpha above this (the stroke, half its blurred rim)
 _CHUNK = 4096  # images composed per vectorised block (bounds float32 temporaries)
 
 
