@@ -6,7 +6,8 @@ python -m experiments.benchmark --config configs/digits.py --synthetic --config.
 
 Each figure is the median over --repeats blocks of --steps steps after --warmup untimed
 steps; compilation is timed separately. --synthetic needs no dataset. No checkpoint is
-written: --workdir is accepted, not required. The work is `backmix_jax.commands.benchmark`.
+written: --workdir is accepted, not required. The work is
+`backmix_jax.commands.benchmark.run_and_report`.
 """
 from absl import flags
 
@@ -27,15 +28,12 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   del argv
-  from backmix_jax.commands import benchmark as speed
-  results = speed.run_benchmark(
-      cli.CONFIG.value, steps=STEPS.value, repeats=REPEATS.value, warmup=WARMUP.value,
-      device_batches=DEVICE_BATCHES.value, synthetic=SYNTHETIC.value,
+  # After flag parsing: --help and flag errors need no JAX.
+  from backmix_jax.commands.benchmark import run_and_report
+  run_and_report(
+      cli.CONFIG.value, json_path=JSON.value, steps=STEPS.value, repeats=REPEATS.value,
+      warmup=WARMUP.value, device_batches=DEVICE_BATCHES.value, synthetic=SYNTHETIC.value,
       synthetic_classes=SYNTHETIC_CLASSES.value, synthetic_batches=SYNTHETIC_BATCHES.value)
-  print(speed.format_table(results))
-  if JSON.value:
-    speed.write_json(results, JSON.value)
-    print(f"wrote {JSON.value}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   del argv
+  # After flag parsing: --help and flag errors need no JAX.
   from backmix_jax.commands.evaluate import evaluate_checkpoint
   evaluate_checkpoint(cli.CONFIG.value, cli.WORKDIR.value, STEP.value,
                       arpl_compat=ARPL_COMPAT.value, unknown=UNKNOWN.value, out=OUT.value)

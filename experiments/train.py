@@ -14,6 +14,7 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   del argv
+  # After flag parsing: --help and flag errors need no JAX.
   from backmix_jax.training.train import train_and_evaluate
   train_and_evaluate(cli.CONFIG.value, cli.WORKDIR.value)
 

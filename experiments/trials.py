@@ -15,6 +15,7 @@ from backmix_jax.commands import cli
 
 
 def _check_trials(spec: str) -> bool:
+  # Loaded when --trials is checked, not at import: --help needs no JAX.
   from backmix_jax.commands.trials import parse_trials
   try:
     parse_trials(spec)
@@ -34,6 +35,7 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   del argv
+  # After flag parsing: --help and flag errors need no JAX.
   from backmix_jax.commands.trials import parse_trials, run_trials
   run_trials(cli.CONFIG.value, cli.WORKDIR.value, parse_trials(TRIALS.value),
              train=TRAIN.value, baseline=BASELINE.value)

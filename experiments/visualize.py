@@ -18,6 +18,7 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   del argv
+  # After flag parsing: --help and flag errors need no JAX.
   from backmix_jax.commands.visualize import visualize
   path, panels = visualize(cli.CONFIG.value, cli.WORKDIR.value, NUM.value, OUT.value)
   print(f"wrote {path} ({len(panels['images'])} samples, checkpoint step {panels['step']})")

@@ -10,8 +10,8 @@ steps; the four kinds of block take turns (drifting load on a shared machine hit
 alike) and compilation is timed separately. `synthetic` replaces the dataset with random
 uint8 images of the config's size (channels 3 unless data.channels says otherwise), so no
 dataset (and, with data.backend=numpy, no TensorFlow) is needed.
-`python -m experiments.benchmark` is `run_benchmark` + `format_table` behind flags;
-tools/minimal_step_speed.py reuses the block timers.
+`python -m experiments.benchmark` is `run_and_report` (`run_benchmark` + `format_table`)
+behind flags; tools/minimal_step_speed.py reuses the block timers.
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ import numpy as np
 import optax
 
 from backmix_jax import parallel
+from backmix_jax.data.core import ArraySplit
 from backmix_jax.data.openset import OpenSetData
 from backmix_jax.data.pipeline import resolve_backend
-from backmix_jax.data.sources import ArraySplit
 from backmix_jax.training import validate
 from backmix_jax.training.run import build_run
 from backmix_jax.training.step import make_run_step
@@ -265,3 +265,14 @@ def write_json(results: dict, path: str) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:
     json.dump(results, f, indent=2)
+
+
+def run_and_report(config, *, json_path: str | None = None, **options) -> dict:
+  """`run_benchmark(config, **options)`, its `format_table` printed and, with `json_path`,
+  written there as JSON (`python -m experiments.benchmark`). Returns the results."""
+  results = run_benchmark(config, **options)
+  print(format_table(results))
+  if json_path:
+    write_json(results, json_path)
+    print(f"wrote {json_path}")
+  return results

@@ -1,10 +1,12 @@
 """Shared command-line plumbing: --config/--workdir/--show_config/--distributed flags,
 quiet TensorFlow, one-line errors.
 
-Every command adopts these flags as its own (`flags.adopt_module_key_flags(cli)`), so its
---help lists them beside its own. Exit codes and the one line each failure ends with are
-defined in backmix_jax/commands/exit_codes.py: 0 done, 2 a bad input found before work
-started, 1 a failure after training started, 130 Ctrl-C; a traceback means a bug.
+The entry points in experiments/ are flags plus one library call each; this module is what
+they share (`run_main` runs a command's main). Every command adopts these flags as its own
+(`flags.adopt_module_key_flags(cli)`), so its --help lists them beside its own. Exit codes
+and the one line each failure ends with are defined in backmix_jax/commands/exit_codes.py:
+0 done, 2 a bad input found before work started, 1 a failure after training started, 130
+Ctrl-C; a traceback means a bug.
 """
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
+
+# Both light (no JAX): --help and flag errors stay fast.
+from backmix_jax.training.errors import ConfigError  # noqa: E402
+from backmix_jax.training.workdir import WorkdirError, check_path  # noqa: E402
 
 absl_logging.set_verbosity(absl_logging.WARNING)
 
@@ -47,7 +53,7 @@ DISTRIBUTED = flags.DEFINE_enum(
 
 def maybe_initialize_distributed():
   """Join the other hosts of a pod slice before any JAX computation (a no-op on one host)."""
-  import jax
+  import jax  # after the flags are parsed: --help and flag errors need no JAX
   hosts = [h for h in os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]
   wanted = DISTRIBUTED.value == "on" or (
       DISTRIBUTED.value == "auto" and (len(hosts) > 1 or "JAX_COORDINATOR_ADDRESS" in os.environ))
@@ -55,7 +61,6 @@ def maybe_initialize_distributed():
     try:
       jax.distributed.initialize()
     except Exception as e:  # no coordinator, unreachable hosts: a setup problem, not a bug
-      from backmix_jax.training.validate import ConfigError
       reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
       raise ConfigError(f"--distributed={DISTRIBUTED.value}: jax.distributed.initialize() "
                         f"failed: {reason} (set JAX_COORDINATOR_ADDRESS and the process "
@@ -91,7 +96,6 @@ def _parse_flags(argv, *, require_workdir: bool = True):
     print(f"error: {' and '.join(missing)} required", file=sys.stderr)
     sys.exit(2)
   if WORKDIR.value is not None:  # '--workdir=' would put checkpoints/ in the current dir
-    from backmix_jax.training.workdir import WorkdirError, check_path
     try:
       check_path(WORKDIR.value)
     except WorkdirError as e:
@@ -119,7 +123,7 @@ def run_main(main, *, require_workdir: bool = True):
       maybe_initialize_distributed()
       main(argv)
     except BaseException as e:  # KeyboardInterrupt included: Ctrl-C ends in one line too
-      from backmix_jax.commands.exit_codes import exit_status
+      from backmix_jax.commands.exit_codes import exit_status  # loaded above, unless that failed
       status = None if isinstance(e, SystemExit) else exit_status(e)
       if status is None:
         raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from backmix_jax.data.sources import DataError
+from backmix_jax.data.core import DataError
 from backmix_jax.evaluation.evaluators import EvaluatorError
 from backmix_jax.training.checkpointing import CheckpointError
 from backmix_jax.training.train import NonFiniteError, Preempted

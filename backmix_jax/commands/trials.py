@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from backmix_jax.commands.evaluate import check_trained_config, evaluate_checkpoint
-from backmix_jax.evaluation import published, report
+from backmix_jax.evaluation import plots, published, report
 from backmix_jax.training import identity, validate
 from backmix_jax.training.checkpointing import CheckpointError
 from backmix_jax.training.records import log
@@ -190,7 +190,6 @@ def _overlay_plots(record: dict, workdir: str) -> dict | None:
   One trial, not pooled: every trial has its own class split, so pooled scores would mix
   different problems.
   """
-  from backmix_jax.evaluation import plots  # matplotlib only when plots are made
   methods = record["methods"]
   common = [t for t in map(str, record["trials"])
             if all(t in methods[k]["per_trial"] for k in ("backmix", "plain"))]

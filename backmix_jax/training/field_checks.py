@@ -13,6 +13,7 @@ import math
 import numbers
 
 from backmix_jax.training.fields import MISSING, is_int, lookup
+from backmix_jax.training.workdir import RESUME_MODES
 
 # Integer fields: field -> (smallest allowed, largest allowed or None).
 INTEGERS = {
@@ -54,7 +55,6 @@ def _interval(low, low_in, high, high_in) -> str:
 def field_problems(config) -> list[str]:
   """One sentence per field of INTEGERS, REALS, BOOLS, known_classes, optimizer.milestones,
   data.channels and resume whose value is of the wrong type or out of range."""
-  from backmix_jax.training.workdir import RESUME_MODES
   out = []
   for key, (low, high) in INTEGERS.items():
     value = lookup(config, key, MISSING)

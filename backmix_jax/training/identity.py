@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numbers
 
+from backmix_jax.data import splits
+from backmix_jax.data.core import DataError
 from backmix_jax.training.fields import MISSING, lookup
 
 # Fields of the run identity. data.composite (the fore-/background diagnostic's own block)
@@ -75,8 +77,6 @@ def _known_classes(config):
   given = lookup(config, "known_classes", MISSING)
   if given is not MISSING and given:
     return _plain(given)
-  from backmix_jax.data import splits
-  from backmix_jax.data.sources import DataError
   try:
     split = splits.get_split(lookup(config, "dataset", MISSING),
                              lookup(config, "protocol", MISSING), lookup(config, "trial", MISSING))

@@ -8,6 +8,8 @@ import flax
 import jax
 import jax.numpy as jnp
 
+from backmix_jax import backmix
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -74,7 +76,6 @@ def create_train_state(model, tx, rng: jax.Array, sample_images: jnp.ndarray,
                        bank_size: int, framework=None) -> TrainState:
   """Initialise parameters from a sample batch [b,H,W,C] (float) and an empty or 0.5 bank;
   the auxiliary networks of `framework` (optional), if it has any, initialise `extra`."""
-  from backmix_jax import backmix
   k_init, k_drop, k_train = jax.random.split(rng, 3)
   variables = model.init({"params": k_init, "dropout": k_drop}, sample_images, train=False)
   params = variables["params"]

@@ -18,9 +18,10 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from backmix_jax import backmix
+from backmix_jax.cams import batch_cams
 from backmix_jax.data import augment as aug
 from backmix_jax.parallel import DATA_AXIS
-from backmix_jax.cams import batch_cams
+from backmix_jax.training.errors import ConfigError
 from backmix_jax.training.optimizer import learning_rate_schedule
 from backmix_jax.training.state import TrainState
 
@@ -143,7 +144,6 @@ def make_train_step(mesh, *, model, framework, tx, config, steps_per_epoch: int,
   masked pixels, scalar or [C] (`Run.fill`); None means config.backmix.fill, which only
   fill_mode='constant' allows.
   """
-  from backmix_jax.training.validate import ConfigError  # validate reads this module's choices
   bcfg = config.backmix
   if bcfg.enabled and fill is None and bcfg.fill_mode != "constant":
     raise ConfigError(f"backmix.fill_mode={bcfg.fill_mode!r}: pass fill=run.fill (the training "

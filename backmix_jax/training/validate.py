@@ -7,15 +7,18 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 
 from backmix_jax import backmix, models
-from backmix_jax.data import augment, pipeline
+from backmix_jax.data import augment, composite, pipeline, splits
+from backmix_jax.data.core import DataError
+from backmix_jax.evaluation.evaluators import config_problems
+from backmix_jax.frameworks import FRAMEWORKS
+from backmix_jax.models import BACKBONES, get_backbone
 from backmix_jax.training import optimizer, step
+from backmix_jax.training.errors import ConfigError  # raised here; callers name validate's
+from backmix_jax.training.field_checks import field_problems
 from backmix_jax.training.fields import is_int, lookup
-
-
-class ConfigError(ValueError):
-  """The config cannot describe a valid run."""
 
 
 # Allowed values of the enum fields, each owned by the module that reads the field.
@@ -38,9 +41,6 @@ CHOICES = {
 
 def problems(config) -> list[str]:
   """Every problem found in `config` (empty when it is usable)."""
-  from backmix_jax.frameworks import FRAMEWORKS
-  from backmix_jax.models import BACKBONES
-  from backmix_jax.training.field_checks import field_problems
   out = field_problems(config)
   for key, allowed in CHOICES.items():
     if lookup(config, key) not in allowed:
@@ -56,7 +56,6 @@ def problems(config) -> list[str]:
     out.append(f"model={config.model!r} is unknown; known: {', '.join(sorted(BACKBONES))}")
   if not config.optimizer.learning_rate > 0:
     out.append(f"optimizer.learning_rate must be > 0, got {config.optimizer.learning_rate}")
-  from backmix_jax.evaluation.evaluators import config_problems
   out.extend(config_problems(config))
   if config.get("profile_steps", 0) < 0:
     out.append(f"profile_steps must be >= 0, got {config.profile_steps}")
@@ -73,8 +72,6 @@ def problems(config) -> list[str]:
     if config[key] < 1 or config[key] % n_dev:
       out.append(f"{key}={config[key]} must be a positive multiple of the {n_dev} devices")
   if not config.known_classes:
-    from backmix_jax.data import splits
-    from backmix_jax.data.sources import DataError
     try:
       splits.get_split(config.dataset, config.protocol, config.trial)
     except DataError as e:
@@ -92,7 +89,6 @@ def problems(config) -> list[str]:
     if kind in ("npz", "folder") and not os.path.exists(path):
       out.append(f"data.{key} path {path!r} does not exist")
   if config.data.get("source") == "composite":
-    from backmix_jax.data import composite
     out.extend(composite.config_problems(config))
   return out
 
@@ -100,8 +96,6 @@ def problems(config) -> list[str]:
 def _backmix_geometry_problems(config) -> list[str]:
   """The CAM grid must tile the image and the patch must fit: checked on shapes only
   (jax.eval_shape traces the backbone without compiling or running it)."""
-  import jax.numpy as jnp
-  from backmix_jax.models import get_backbone
   size = config.data.image_size
   x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   backbone = get_backbone(config.model)

@@ -152,6 +152,8 @@ def _config_dict(config) -> dict:
 
 def _record(config, workdir: str, *, write: bool):
   """Compare `config` with the run the workdir records; refuse or record (see module doc)."""
+  # records loads jax: kept out of this module's import, which the commands' --workdir check
+  # runs while their flags are parsed (commands/cli.py).
   from backmix_jax.training.records import log
   current = identity.full_identity(config)
   recorded, source = accepted_identity(workdir)
@@ -226,7 +228,7 @@ def _lock(workdir: str):
   """Hold <workdir>/.lock for the block; WorkdirError when a live process holds it."""
   import fcntl
 
-  from backmix_jax.training.records import log
+  from backmix_jax.training.records import log  # loads jax: see _record
   path = os.path.join(workdir, LOCK)
   fd = _open_lock(path)
   host = socket.gethostname()
@@ -302,7 +304,7 @@ def claim(config, workdir: str):
   """Hold `workdir` for one run of `config`: lock it, check or write its record (see the
   module docstring). Raises WorkdirError before the block runs when the workdir is busy,
   another run's or unusable; turns an OSError inside the block into RunFailed."""
-  import jax
+  import jax  # not at module top: see _record
   workdir = check_path(workdir)
   mode = _mode(config)
   if mode not in RESUME_MODES:

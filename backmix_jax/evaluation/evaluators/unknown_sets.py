@@ -6,7 +6,8 @@ import os
 
 import numpy as np
 
-from backmix_jax.data.sources import ArraySplit, DataError, load_unknown_source
+from backmix_jax.data.core import ArraySplit, DataError
+from backmix_jax.data.sources import load_unknown_source
 from backmix_jax.evaluation import plots
 from backmix_jax.evaluation.evaluators.registry import (Evaluator, EvaluatorError, fmt,
                                                         register)
