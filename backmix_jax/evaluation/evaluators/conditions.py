@@ -56,7 +56,8 @@ class ConditionsEvaluator(Evaluator):
   def markdown(self, metrics):
     ref = self.opts["reference"]
     lines = [self.heading(f"Test conditions (AUROC against {ref}; gap = accuracy on {ref} minus "
-                          "on the condition)") + "\n", "| condition | accuracy | AUROC | gap |", "|---|---:|---:|---:|"]
+                          "on the condition)") + "\n",
+             "| condition | accuracy | AUROC | gap |", "|---|---:|---:|---:|"]
     for name in self.conditions:
       cells = [metrics.get(f"{k}/{name}") for k in ("acc", "auroc", "gap")]
       lines.append(f"| {name} | " + " | ".join("-" if v is None else fmt(v) for v in cells)
