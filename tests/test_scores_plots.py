@@ -193,3 +193,23 @@ def test_trials_table_from_real_metric_dicts():
   table = report.trials_table_markdown({"softmax": report.summarize_trials(trials)})
   header = table.split("\n")[0]
   assert "num_known" not in header and header.count("|") == 11  # 9 metrics + name column
+
+
+def test_trials_table_with_own_columns_and_signed_differences():
+  """columns: any keys (per-condition ones) under their own headers, in that order, '-' where
+  a row lacks one; signed: differences print their sign and may be negative, not below -1
+  (tools/fgbg_study.py's two tables)."""
+  columns = {"acc/known_swapped": "acc swap", "auroc": "AUROC all"}
+  rows = {"off (2 seeds)": {"acc/known_swapped": (0.5, 0.1), "auroc": (0.8, 0.0)},
+          "oracle (1 seeds)": {"auroc": (0.9, 0.0)}}
+  lines = report.trials_table_markdown(rows, first_column="variant", columns=columns).split("\n")
+  assert lines[0] == "| variant | acc swap | AUROC all |"
+  assert lines[2] == "| off (2 seeds) | 50.00 ± 10.00 | 80.00 ± 0.00 |"
+  assert lines[3] == "| oracle (1 seeds) | - | 90.00 ± 0.00 |"
+  diffs = {"oracle": {"acc/known_swapped": (-0.125, 0.05), "auroc": (0.0, 0.0)}}
+  table = report.trials_table_markdown(diffs, columns=columns, signed=True)
+  assert table.split("\n")[2] == "| oracle | -12.50 ± 5.00 | +0.00 ± 0.00 |"
+  with pytest.raises(ValueError, match="not a fraction"):
+    report.trials_table_markdown(diffs, columns=columns)  # a negative is no fraction
+  with pytest.raises(ValueError, match="not a fraction"):
+    report.trials_table_markdown({"x": {"auroc": (-1.5, 0.0)}}, columns=columns, signed=True)

@@ -11,6 +11,8 @@ diagnostic's condition metrics and the final CAM localisation, and for each vari
 difference to `off` paired by seed (same data, same initialisation and batch order).
 Extra overrides for every run: --set key=value (repeatable), e.g. --set num_epochs=8.
 Teacher variants take their CAMs from the same seed's `off` run (train it first).
+The tables are `evaluation.report`'s (summarize_trials, trials_table_markdown), the CAM
+figure `evaluation.plots.plot_history`.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+
+from backmix_jax.evaluation import plots, report  # noqa: E402
 
 # name -> overrides of config.backmix (the released wrapper's rules are the defaults).
 VARIANTS = {
@@ -59,12 +63,16 @@ VARIANTS = {
                            fill_mode="dataset_mean"),
 }
 
-COLUMNS = (("acc/known_correlated", "acc corr"), ("acc/known_swapped", "acc swap"),
-           ("acc/known_unrelated", "acc unrel"), ("auroc/unknown_known_bg", "AUROC partial"),
-           ("auroc/unknown_unknown_bg", "AUROC unk-bg"), ("auroc", "AUROC all"),
-           ("cam:train/live_cell_precision", "CAM prec"),
-           ("cam:train/live_pixel_recall", "CAM px rec"),
-           ("cam:train/teacher_pixel_recall", "teacher px rec"))
+# Table column: key (see _value) -> header.
+COLUMNS = {"acc/known_correlated": "acc corr", "acc/known_swapped": "acc swap",
+           "acc/known_unrelated": "acc unrel", "auroc/unknown_known_bg": "AUROC partial",
+           "auroc/unknown_unknown_bg": "AUROC unk-bg", "auroc": "AUROC all",
+           "cam:train/live_cell_precision": "CAM prec",
+           "cam:train/live_pixel_recall": "CAM px rec",
+           "cam:train/teacher_pixel_recall": "teacher px rec"}
+# CAM figure: metrics.jsonl key -> legend suffix.
+CAM_HISTORY = {"cam_localization/train/live_cell_precision": "cell precision",
+               "cam_localization/train/live_pixel_recall": "pixel recall"}
 
 CONFIG = flags.DEFINE_string("config", "configs/fgbg_digits.py", "Diagnostic config file.")
 ROOT = flags.DEFINE_string("root", "runs/fgbg_study", "Directory of the study's workdirs.")
@@ -104,63 +112,59 @@ def _value(metrics: dict, key: str):
   return metrics.get(key)
 
 
+def _values(metrics: dict) -> dict[str, float]:
+  """The COLUMNS values one run's metrics.json holds."""
+  return {k: v for k in COLUMNS if (v := _value(metrics, k)) is not None}
+
+
+def _summary(per_seed: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+  """Mean and std over seeds of the keys every seed has (report.summarize_trials)."""
+  common = set.intersection(*(set(d) for d in per_seed))
+  return report.summarize_trials([{k: d[k] for k in COLUMNS if k in common} for d in per_seed])
+
+
 def summary(root: str) -> str:
-  import numpy as np
+  """Markdown: mean ± std over seeds per variant, then each variant minus `off` paired by
+  seed; x100 (report.trials_table_markdown)."""
   runs = {}
   for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
     path = os.path.join(root, name, "metrics.json")
     if "_s" in name and os.path.exists(path):
       variant, seed = name.rsplit("_s", 1)
       with open(path) as f:
-        runs.setdefault(variant, {})[seed] = json.load(f)
+        runs.setdefault(variant, {})[seed] = _values(json.load(f))
   order = [v for v in VARIANTS if v in runs] + sorted(set(runs) - set(VARIANTS))
-  head = "| variant | seeds | " + " | ".join(c for _, c in COLUMNS) + " |"
-  lines = ["Mean ± std over seeds, x100.\n", head, "|---|---:|" + "---:|" * len(COLUMNS)]
-  for v in order:
-    cells = []
-    for key, _ in COLUMNS:
-      vals = [x for x in (_value(m, key) for m in runs[v].values()) if x is not None]
-      cells.append("-" if not vals else f"{100 * np.mean(vals):.1f}" + (
-          f" ± {100 * np.std(vals, ddof=1):.1f}" if len(vals) > 1 else ""))
-    lines.append(f"| {v} | {len(runs[v])} | " + " | ".join(cells) + " |")
+  rows = {f"{v} ({len(runs[v])} seeds)": _summary(list(runs[v].values())) for v in order}
+  out = ["Mean ± std over seeds, x100.\n\n",
+         report.trials_table_markdown(rows, first_column="variant", columns=COLUMNS)]
   if "off" in runs:
-    lines += ["", "Difference to `off`, paired by seed (mean ± std of the differences), x100.\n",
-              head, "|---|---:|" + "---:|" * len(COLUMNS)]
+    diffs = {}
     for v in order:
-      if v == "off":
-        continue
       seeds = sorted(set(runs[v]) & set(runs["off"]))
-      cells = []
-      for key, _ in COLUMNS:
-        d = [_value(runs[v][s], key) - _value(runs["off"][s], key) for s in seeds
-             if _value(runs[v][s], key) is not None and _value(runs["off"][s], key) is not None]
-        cells.append("-" if not d else f"{100 * np.mean(d):+.1f}" + (
-            f" ± {100 * np.std(d, ddof=1):.1f}" if len(d) > 1 else ""))
-      lines.append(f"| {v} | {len(seeds)} | " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
+      if v == "off" or not seeds:
+        continue
+      per_seed = [{k: runs[v][s][k] - runs["off"][s][k]
+                   for k in set(runs[v][s]) & set(runs["off"][s])} for s in seeds]
+      diffs[f"{v} ({len(seeds)} seeds)"] = _summary(per_seed)
+    if diffs:
+      out += ["\nDifference to `off`, paired by seed (mean ± std of the differences), x100.\n\n",
+              report.trials_table_markdown(diffs, first_column="variant", columns=COLUMNS,
+                                           signed=True)]
+  return "".join(out)
 
 
 def cam_figure(root: str, variants, seed: str, path: str) -> str:
-  """Live-CAM pixel recall and cell precision on the training probe over training, one line
-  per variant (its workdir's metrics.jsonl), in one PNG."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-  fig = Figure(figsize=(10, 3.8), dpi=120)
-  FigureCanvasAgg(fig)
-  axes = fig.subplots(1, 2)
-  keys = (("cam_localization/train/live_cell_precision", "cell precision (top fg_ratio cells on the digit)"),
-          ("cam_localization/train/live_pixel_recall", "pixel recall (digit pixels inside them)"))
+  """Live-CAM cell precision and pixel recall on the training probe over training, two lines
+  per variant (its workdir's metrics.jsonl), in one PNG (plots.plot_history)."""
+  records = []
   for name in variants:
-    records = [json.loads(line) for line in open(os.path.join(root, f"{name}_s{seed}",
-                                                              "metrics.jsonl"))]
-    for ax, (key, title) in zip(axes, keys):
-      pts = [(r["step"], r[key]) for r in records if r.get("kind") == "eval" and key in r]
-      ax.plot(*zip(*pts), marker="o", markersize=2, linewidth=1.3, label=name)
-      ax.set(title=title, xlabel="step", ylim=(0, 1))
-  axes[0].legend(fontsize="small")
-  fig.tight_layout()
-  fig.savefig(path)
-  return path
+    for r in report.read_records(os.path.join(root, f"{name}_s{seed}", "metrics.jsonl"),
+                                 "eval"):
+      records.append({"step": r["step"], **{f"{name}: {k}": r[k] for k in CAM_HISTORY if k in r}})
+  series = {f"{name}: {k}": f"{name} {label}" for name in variants
+            for k, label in CAM_HISTORY.items()}
+  return plots.plot_history(records, series, path,
+                            title="live CAM on the training probe (top fg_ratio cells)")
 
 
 def main(argv):

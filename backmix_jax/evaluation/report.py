@@ -44,9 +44,8 @@ def _row(cells: Sequence[str]) -> str:
   return "| " + " | ".join(cells) + " |"
 
 
-def _header(first: str, keys: Sequence[str]) -> list[str]:
-  names = [first] + [COLUMN_NAMES[k] for k in keys]
-  return [_row(names), _row(["---"] + ["---:"] * len(keys))]
+def _header(first: str, keys: Sequence[str], names: Mapping[str, str] = COLUMN_NAMES) -> list[str]:
+  return [_row([first] + [names[k] for k in keys]), _row(["---"] + ["---:"] * len(keys))]
 
 
 def metrics_table_markdown(metrics: Mapping[str, float], name: str = "run") -> str:
@@ -80,24 +79,29 @@ def summarize_trials(trials: Sequence[Mapping[str, float]]) -> dict[str, tuple[f
   return out
 
 
-def _cell(v) -> str:
-  """(mean, std) -> 'mean ± std' x100; a bare number -> that number x100."""
-  if _is_number(v):
-    return _pct(float(v))
-  mean, std = v
-  return f"{_pct(float(mean))} ± {_pct(float(std))}"
+def _cell(v, signed: bool = False) -> str:
+  """(mean, std) -> 'mean ± std' x100; a bare number -> that number x100; signed: the mean
+  with its sign (a difference)."""
+  mean, std = (v, None) if _is_number(v) else v
+  text = _pct(float(mean))
+  if signed and math.isfinite(float(mean)) and float(mean) >= 0:
+    text = "+" + text
+  return text if std is None else f"{text} ± {_pct(float(std))}"
 
 
-def _check_fraction(v, where: str):
+def _check_fraction(v, where: str, signed: bool = False):
+  """A fraction in [0, 1] (signed: a difference of two, in [-1, 1]), or ValueError."""
+  low = -1 if signed else 0
   values = [v] if _is_number(v) else list(v)
   for x in values:
-    if not _is_number(x) or not (math.isnan(float(x)) or -1e-9 <= float(x) <= 1 + 1e-9):
-      raise ValueError(f"{where}: {v!r} is not a fraction in [0, 1] (give 0.913, not 91.3)")
+    if not _is_number(x) or not (math.isnan(float(x)) or low - 1e-9 <= float(x) <= 1 + 1e-9):
+      raise ValueError(f"{where}: {v!r} is not a fraction in [{low}, 1] (give 0.913, not 91.3)")
 
 
 def trials_table_markdown(rows: Mapping[str, Mapping[str, tuple[float, float]]],
                           published: Mapping[str, Mapping[str, float]] | None = None,
-                          first_column: str = "method") -> str:
+                          first_column: str = "method", columns: Mapping[str, str] | None = None,
+                          signed: bool = False) -> str:
   """Markdown table, one row per entry of `rows` and then of `published`.
 
   rows: row label (name the split protocol in it) -> metric -> (mean, std), fractions in
@@ -105,23 +109,31 @@ def trials_table_markdown(rows: Mapping[str, Mapping[str, tuple[float, float]]],
   published: row label -> metric -> value or (mean, std), also fractions (0.913 for a
     published 91.3); printed with " (published)" after the label. Values outside [0, 1]
     raise ValueError, which catches numbers copied already x100.
-  Columns: the METRIC_KEYS present in any row; missing cells print "-".
+  columns: key -> column header, in table order, for other keys than the metrics (e.g.
+    per-condition ones); default: the METRIC_KEYS present in any row, named by COLUMN_NAMES.
+    Missing cells print "-".
+  signed: the rows are differences of fractions (in [-1, 1]), printed with their sign.
   """
   published = published or {}
+  checked = METRIC_KEYS if columns is None else tuple(columns)
   for label, values in published.items():
     for k, v in values.items():
       _check_fraction(v, f"published[{label!r}][{k!r}]")
   for label, values in rows.items():
     for k, v in values.items():
-      if k in METRIC_KEYS:
-        _check_fraction(v, f"rows[{label!r}][{k!r}]")
+      if k in checked:
+        _check_fraction(v, f"rows[{label!r}][{k!r}]", signed)
   present = set().union(*(set(v) for v in rows.values()), *(set(v) for v in published.values()))
-  keys = [k for k in METRIC_KEYS if k in present]
-  if not keys:
-    raise ValueError(f"no metric among {list(METRIC_KEYS)} in the rows")
-  lines = _header(first_column, keys)
+  if columns is None:
+    keys, names = [k for k in METRIC_KEYS if k in present], COLUMN_NAMES
+    if not keys:
+      raise ValueError(f"no metric among {list(METRIC_KEYS)} in the rows")
+  else:
+    keys, names = list(columns), columns
+  lines = _header(first_column, keys, names)
   for label, values in rows.items():
-    lines.append(_row([label] + [_cell(values[k]) if k in values else "-" for k in keys]))
+    lines.append(_row([label] + [_cell(values[k], signed) if k in values else "-"
+                                 for k in keys]))
   for label, values in published.items():
     lines.append(_row([f"{label} (published)"] +
                       [_cell(values[k]) if k in values else "-" for k in keys]))
