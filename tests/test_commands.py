@@ -55,3 +55,17 @@ def test_every_command_help_lists_its_own_and_the_shared_flags(command, own):
   text = _help(command)
   for flag in own + SHARED:
     assert flag in text, (command, flag)
+
+
+def test_fgbg_examples_draws_the_diagnostic_from_a_config(tmp_path):
+  """experiments.fgbg_examples --help lists its flags; with a small fgbg_digits config it
+  composes the benchmark and writes the PNG it names (no JAX work)."""
+  text = _help("experiments.fgbg_examples")
+  for flag in ("--config", "--config2", "--out", "--num"):
+    assert flag in text
+  out = tmp_path / "examples.png"
+  r = _run("experiments.fgbg_examples", "--config", "configs/fgbg_digits.py",
+           "--config.data.composite.max_train_per_class=4",
+           "--config.data.composite.max_test_per_condition=8", "--num", "3", "--out", str(out))
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert r.stdout.strip() == f"wrote {out}" and out.read_bytes()[:4] == b"\x89PNG"
