@@ -271,6 +271,13 @@ def patch_side(size: int, patch_frac: float) -> int:
   return round(patch_frac * size)
 
 
+def patch_problems(size: int, patch_frac: float) -> list[str]:
+  """The patch must fit: 1 <= P <= size, one sentence when it does not (training/validate.py
+  reports it as `backmix <sentence>`)."""
+  patch = patch_side(size, patch_frac)
+  return [] if 1 <= patch <= size else [f"patch side {patch} px does not fit a {size} px image"]
+
+
 def _patch_side(images, cams, fg_ratio, patch_frac):
   """Validates shapes and static settings; returns the box side P = round(patch_frac * H)."""
   if images.ndim != 4 or images.shape[1] != images.shape[2]:
@@ -281,10 +288,9 @@ def _patch_side(images, cams, fg_ratio, patch_frac):
   if size % grid:
     raise ValueError(f"image size {size} is not divisible by the CAM grid {grid}")
   _check_fg_ratio(fg_ratio)
-  patch = patch_side(size, patch_frac)
-  if not 1 <= patch <= size:
-    raise ValueError(f"patch_frac {patch_frac} gives a {patch} px patch for {size} px images")
-  return patch
+  for problem in patch_problems(size, patch_frac):
+    raise ValueError(f"patch_frac {patch_frac}: {problem}")
+  return patch_side(size, patch_frac)
 
 
 def mode_problems(placement='anywhere', replace='patch', num_patches=1) -> list[str]:

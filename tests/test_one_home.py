@@ -122,6 +122,23 @@ def test_mode_rules_are_the_same_for_the_method_and_the_config_check():
     assert f"backmix.{raised.value}" == expected[0]
 
 
+def test_patch_problems_shared_by_the_method_and_the_config_check():
+  """The patch must fit (1 <= round(patch_frac * size) <= size); validate reports the
+  method's sentence, the method refuses the same settings with it."""
+  import jax
+  import jax.numpy as jnp
+  from backmix_jax.training import validate
+  assert backmix.patch_problems(32, 0.25) == [] and backmix.patch_problems(32, 1.0) == []
+  assert backmix.patch_problems(32, 0.001) == ["patch side 0 px does not fit a 32 px image"]
+  assert backmix.patch_problems(32, 1.02) == ["patch side 33 px does not fit a 32 px image"]
+  assert backmix.patch_problems(16, 0.04) == []  # 0.64 px rounds to 1
+  found = validate.problems(quick_config(**{"backmix.patch_frac": 0.001}))
+  assert found == ["backmix patch side 0 px does not fit a 32 px image"]
+  with pytest.raises(ValueError, match="patch side 0 px does not fit a 32 px image"):
+    backmix.apply_backmix(jax.random.key(0), jnp.zeros((2, 32, 32, 1)), jnp.zeros((2, 4, 4)),
+                          patch_frac=0.001)
+
+
 def test_needs_target_cams():
   assert not backmix.needs_target_cams("anywhere", "patch")
   assert backmix.needs_target_cams("background", "patch")

@@ -105,9 +105,7 @@ def _backmix_geometry_problems(config) -> list[str]:
   out = []
   if size % grid:
     out.append(f"the {config.model} CAM grid {grid}x{grid} does not divide the image side {size}")
-  patch = backmix.patch_side(size, config.backmix.patch_frac)
-  if not 1 <= patch <= size:
-    out.append(f"backmix patch side {patch} px does not fit a {size} px image")
+  out.extend(f"backmix {p}" for p in backmix.patch_problems(size, config.backmix.patch_frac))
   return out
 
 
