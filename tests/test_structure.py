@@ -1,7 +1,7 @@
 """The package's rooms, read from the source text alone (no import, no JAX): `evaluation`
 never imports `training`; project imports sit at module top (a function-level one says why
-in a comment); module-level imports of project modules form no cycle; a fact the traps of
-issue 20 had twice (`checkpoint_steps`) has one home."""
+in a comment); module-level imports of project modules form no cycle; nothing imports the
+entry points in experiments/; `checkpoint_steps`, once written twice, has one home."""
 import ast
 import pathlib
 
@@ -151,6 +151,21 @@ def test_module_level_imports_have_no_cycle():
   invites the function-level imports that hide it)."""
   cycle = _cycle(_graph())
   assert cycle is None, "import cycle among project modules: " + " -> ".join(cycle)
+
+
+def test_nothing_imports_the_entry_points():
+  """experiments/*.py are flags plus one library call, run as `python -m experiments.<name>`;
+  what they share lives in backmix_jax/commands/, so no module imports `experiments`."""
+  found = []
+  for path in sorted(p for root in (PACKAGE, "experiments", "tools", "tests", "configs")
+                     for p in (ROOT / root).rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+               [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+      if any(n == "experiments" or n.startswith("experiments.") for n in names):
+        found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+  assert not found, "modules importing experiments (import backmix_jax.commands instead): " + \
+      "; ".join(found)
 
 
 def test_the_scanner_sees_cycles_and_hidden_imports():
