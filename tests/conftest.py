@@ -1,4 +1,5 @@
-"""Test session setup: 4 virtual CPU devices, a quiet TensorFlow, a shared compilation cache.
+"""Test session setup: 4 virtual CPU devices, a quiet TensorFlow, a shared compilation cache,
+and memory handed back after every test module.
 
 XLA reads its flags once, when JAX first initialises a backend, so they are set here,
 before any test module imports jax. The persistent compilation cache is set through the
@@ -13,4 +14,43 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="backmix_xla_cache_"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# Only programs worth it: hashing and writing every tiny eager op costs more than compiling it.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+import pytest
+
+from tests.helpers import release_memory, resident_gib
+
+RELEASE_ABOVE_GIB = 1.5  # the session's own footprint (TensorFlow, JAX, data) is about 1 GiB
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_each_modules_runs(request):
+  """After each test module: clear its memoised builds (any module-level function with
+  `cache_clear`, e.g. an lru_cache of built runs) and every compiled program, so a module's
+  runs never outlive it. Without this the suite's memory grows with every module."""
+  yield
+  for value in list(vars(request.module).values()):
+    if callable(getattr(value, "cache_clear", None)):
+      value.cache_clear()
+  # Below the threshold the compiled programs stay: the next module often reuses them.
+  if resident_gib() > RELEASE_ABOVE_GIB:
+    release_memory()
+
+
+def pytest_collection_modifyitems(config, items):
+  """Tiers: `-m "not slow"` is the everyday loop, plain `pytest` runs everything.
+
+  Tests that train or compile whole runs carry @pytest.mark.slow (or their module's
+  `pytestmark`). A parametrized test runs its first parameter set in the fast tier and the
+  others in the slow one, so every test function is exercised by the fast tier once.
+  """
+  first = set()
+  for item in items:
+    if getattr(item, "callspec", None) is None:
+      continue
+    name = (item.path, item.originalname)
+    if name in first:
+      item.add_marker(pytest.mark.slow)
+    else:
+      first.add(name)

@@ -1,6 +1,10 @@
 """Small shared helpers for tests: quick configs and running a few train steps."""
 from __future__ import annotations
 
+import ctypes
+import gc
+import os
+
 import jax
 import numpy as np
 
@@ -75,3 +79,23 @@ def checkpoint_round_trip(run, state, directory, step: int):
     return ckpt.restore(run.state, run.signature)
   finally:
     ckpt.close()
+
+
+def release_memory():
+  """Drop every compiled program and unreachable array, and hand freed heap back to the OS
+  (glibc keeps freed memory in its arenas until asked)."""
+  jax.clear_caches()
+  gc.collect()
+  try:
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+  except (OSError, AttributeError):  # not glibc
+    pass
+
+
+def resident_gib() -> float:
+  """This process's resident memory in GiB (Linux /proc; 0 where that is not available)."""
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+  except (OSError, ValueError):
+    return 0.0

@@ -7,12 +7,13 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from backmix_jax import parallel
 from backmix_jax.frameworks import arpl_cs, get_framework
 from backmix_jax.training.run import build_run
 from tests.helpers import (build_with_step, checkpoint_round_trip, fresh_state, quick_config,
-                           train_step_for)
+                           release_memory, train_step_for)
 
 
 def _flat(tree):
@@ -41,6 +42,7 @@ def test_fake_loss_matches_numpy_and_is_largest_for_equidistant_features():
   assert float(arpl_cs.fake_loss(jnp.zeros((1, 5)), jnp.asarray(far))) > 0.999
 
 
+@pytest.mark.slow
 def test_dcgan_shapes_output_range_and_init():
   """G maps z [B,1,1,100] to [B,32,32,C] images in [0,1]; D maps them to one logit each;
   both have ARPL's parameter counts; conv kernels start ~N(0, 0.02) and BN scales
@@ -67,6 +69,7 @@ def test_dcgan_shapes_output_range_and_init():
   assert abs(kernels.std() - 0.02) < 0.002 and abs(scales.mean() - 1.0) < 0.005
 
 
+@pytest.mark.slow
 def test_bn_param_swap_replaces_only_batch_norm_scale_and_bias():
   """bn_params picks exactly the BN layers' scale/bias; swapping in a changed set changes
   those leaves and no other, and swapping the original back is the identity."""
@@ -89,6 +92,7 @@ def _built():
   return build_with_step(quick_config(framework="arpl_cs", score=""))
 
 
+@pytest.mark.slow
 def test_train_step_trains_the_gan_and_checkpoints_it_exactly(tmp_path):
   """Three real shard_map steps on 4 devices: every loss (classifier, D, G, fake term) is
   reported and finite; G, D, their optimisers, the fake BN set and its statistics all change
@@ -122,6 +126,7 @@ def test_train_step_trains_the_gan_and_checkpoints_it_exactly(tmp_path):
     np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]), err_msg=str(key))
 
 
+@pytest.mark.slow
 def test_frameworks_without_a_gan_have_an_empty_extra_state():
   """Softmax (like every framework without auxiliary networks) has no auxiliary, so the step
   trains nothing beside the classifier, and starts with extra == {}; ARPL+CS has one."""
@@ -149,12 +154,15 @@ def test_empty_extra_keeps_the_checkpoint_layout_of_older_states():
   assert flax.serialization.to_state_dict(with_extra)["extra"] == {"g": np.ones(1)}
 
 
+@pytest.mark.slow
 def test_fake_term_gradient_reaches_the_shared_classifier_weights_only():
   """Step (3)'s beta * F trains the classifier. One SGD step (no momentum, no weight decay)
   from the same state and batch with beta = 0.1 and with beta = 0: the discriminator (updated
   before any beta enters) ends identical; the convolutions and the reciprocal points end
   different (the fake term's gradient reached them); the real batch-norm scale/bias and the
   real running statistics end identical (fakes go through their own BN set)."""
+  _built.cache_clear()  # this test builds its own ARPL+CS run: one in memory at a time
+  release_memory()
   config = quick_config(framework="arpl_cs", score="", **{
       "optimizer.name": "sgd", "optimizer.momentum": 0.0, "optimizer.weight_decay": 0.0,
       "optimizer.learning_rate": 0.1, "optimizer.schedule": "constant"})

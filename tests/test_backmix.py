@@ -214,6 +214,7 @@ def test_partner_rules():
     backmix.draw_partners(jax.random.key(0), 4, 'nearest')
 
 
+@pytest.mark.slow
 def test_runs_per_device_under_shard_map():
   """Inside shard_map over 4 devices each shard is mixed like a single-device call on that shard
   with the device's folded key (partners stay within the local batch)."""
@@ -344,6 +345,7 @@ def _digest(*arrays):
   return h.hexdigest()[:16]
 
 
+@pytest.mark.slow
 def test_defaults_reproduce_the_released_outputs_bit_for_bit():
   """With every new knob at its default (given explicitly or not) the outputs and draws are the
   ones the code gave before the knobs existed (digests recorded from it for these keys);
@@ -513,7 +515,7 @@ def test_dataset_mean_fill_is_the_normalised_channel_mean():
   `fill`; a [C] fill lands channel by channel on the partner's foreground, and a fill of the
   wrong length is refused."""
   from backmix_jax.data.augment import normalize
-  from backmix_jax.data.sources import ArraySplit
+  from backmix_jax.data.core import ArraySplit
   from backmix_jax.training.run import backmix_fill
   from tests.helpers import quick_config
   r = np.random.default_rng(0)
@@ -626,17 +628,18 @@ def _digits_with_masks(config):
   """The digits open set with a true foreground for every training image (its bright pixels)."""
   import dataclasses
   from backmix_jax.data.openset import load_open_set
-  from backmix_jax.data.sources import ArraySplit
+  from backmix_jax.data.core import ArraySplit
   data = load_open_set(config)
   t = data.train
   return dataclasses.replace(data, train=ArraySplit(t.images, t.labels, t.images[..., 0] > 64))
 
 
+@pytest.mark.slow
 def test_batches_carry_true_masks_when_the_split_has_them():
   """Both input pipelines add fg_mask bool [b, H, W] = masks[index] when the training split has
   masks (bank mode's partner stream included) and leave it out when it has none."""
   from backmix_jax.data.pipeline import TrainStream
-  from backmix_jax.data.sources import ArraySplit
+  from backmix_jax.data.core import ArraySplit
   r = np.random.default_rng(0)
   images = r.integers(0, 256, (40, 8, 8, 1), np.uint8)
   split = ArraySplit(images, r.integers(0, 3, 40), images[..., 0] > 128)
@@ -650,6 +653,7 @@ def test_batches_carry_true_masks_when_the_split_has_them():
     assert 'fg_mask' not in next(iter(bare.batches(0, 1)))
 
 
+@pytest.mark.slow
 def test_train_step_runs_with_the_new_knobs(tmp_path):
   """Two data-parallel train steps through the real pipeline run and stay finite with oracle
   CAMs from the batch's true masks on a grid finer than the network's, background placement, two patches, other-class partners,

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from backmix_jax.commands import benchmark as bench
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -46,6 +48,7 @@ HIDE_TF = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_cli_synthetic_without_tensorflow(tmp_path):
   """cnn_small, 2 steps x 1 repeat, --synthetic, data.backend=numpy, tensorflow not importable:
   prints the table, writes JSON with every row, ratio and metadata (colour images of the
@@ -83,6 +86,7 @@ def test_cli_synthetic_without_tensorflow(tmp_path):
   assert len(rows) == 2 and "(numpy)" in rows[0]
 
 
+@pytest.mark.slow
 def test_bad_settings_are_one_line_errors(tmp_path):
   """A missing --config or zero steps ends with exit code 2 and one 'error:' line."""
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")

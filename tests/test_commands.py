@@ -57,6 +57,7 @@ def test_every_command_help_lists_its_own_and_the_shared_flags(command, own):
     assert flag in text, (command, flag)
 
 
+@pytest.mark.slow
 def test_fgbg_examples_draws_the_diagnostic_from_a_config(tmp_path):
   """experiments.fgbg_examples --help lists its flags; with a small fgbg_digits config it
   composes the benchmark and writes the PNG it names (no JAX work)."""

@@ -12,6 +12,9 @@ from backmix_jax.training import step as step_lib
 from backmix_jax.training.run import build_run
 from tests.helpers import quick_config
 
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("cam_source", ["live", "bank"])
 def test_step_compiles_once_across_steps_and_epochs(cam_source, monkeypatch):

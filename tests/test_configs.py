@@ -213,6 +213,7 @@ def test_base_fields_added_for_benchmarks_have_neutral_defaults():
     ("cifar_plus50", 4, False), ("ood_cifar10_vs_cifar100", 10, True),
     ("ood_cifar10_vs_svhn", 10, True),
 ])
+@pytest.mark.slow
 def test_tfds_configs_build_their_open_set_from_mocked_tfds(tmp_path, name, known, whole_split):
   """load_open_set(config) on tfds.testing.mock_data: the source and unknown source are read,
   images come out at 32 x 32 x 3 (MNIST grey -> RGB at 32 px), known labels are 0..K-1 and

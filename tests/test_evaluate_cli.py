@@ -13,6 +13,9 @@ from backmix_jax.evaluation.metrics import METRIC_KEYS, open_set_metrics
 from backmix_jax.training.checkpointing import CheckpointError
 from configs import digits
 
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Small enough to train in seconds: 16 px, 754 training images / 128 = 5 steps, a checkpoint
 # every 2 steps (2, 4 and the final 5).

@@ -35,6 +35,7 @@ def _npz(path, value: int, n: int = 12):
   return f"npz:{path}"
 
 
+@pytest.mark.slow
 def test_one_evaluator_runs_twice_under_two_names(tmp_path):
   """Two `unknown_sets` entries with different sources build two instances of the one class,
   each named after its entry: metrics per instance, files and markdown sections apart, and the
@@ -68,6 +69,7 @@ def test_one_evaluator_runs_twice_under_two_names(tmp_path):
   assert plain.filename("roc_per_set", "", "png") == "roc_per_set.png"
 
 
+@pytest.mark.slow
 def test_building_an_unknown_type_names_it():
   """build_evaluators (e.g. given `only`) refuses an unknown type in one sentence."""
   from backmix_jax.training.run import build_run

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from backmix_jax.data.core import Condition
-from backmix_jax.data.sources import ArraySplit
+from backmix_jax.data.core import ArraySplit
 from backmix_jax.evaluation import evaluators
 from tests.helpers import quick_config
 
 
+@pytest.mark.slow
 def test_periodic_evaluations_are_logged_and_leave_training_unchanged(tmp_path):
   """every_epochs=1 evaluates after epoch 1 and at the end: two integer-step `eval` records
   (the final one equal to the returned metrics), train records carry the learning rate and
@@ -99,6 +100,7 @@ def diagnostic_run():
   return build_run(cfg, data=d)
 
 
+@pytest.mark.slow
 def test_condition_metrics_agree_with_the_open_set_evaluator(diagnostic_run):
   """A condition holding exactly test_known has the open-set accuracy; one holding exactly
   test_unknown has the open-set AUROC against the reference; gaps are accuracy differences."""
@@ -112,6 +114,7 @@ def test_condition_metrics_agree_with_the_open_set_evaluator(diagnostic_run):
       cond["acc/known_correlated"] - cond["acc/known_other"])
 
 
+@pytest.mark.slow
 def test_evaluators_share_one_scorer_and_score_each_split_once_per_state(diagnostic_run,
                                                                           monkeypatch):
   """open_set and conditions share build_evaluators' Scorer: evaluating them twice under
@@ -132,6 +135,7 @@ def test_evaluators_share_one_scorer_and_score_each_split_once_per_state(diagnos
   assert len(scored) == 10 and again == first
 
 
+@pytest.mark.slow
 def test_cam_localization_reports_train_and_test_sets(diagnostic_run):
   """The CAM evaluator reports precision, recall, pixel recall and the object's cell share
   for the training probe and the reference test condition, all fractions."""

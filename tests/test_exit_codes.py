@@ -6,7 +6,7 @@ import errno
 import pytest
 
 from backmix_jax.commands import exit_codes
-from backmix_jax.data.sources import DataError
+from backmix_jax.data.core import DataError
 from backmix_jax.evaluation.evaluators import EvaluatorError
 from backmix_jax.training.checkpointing import CheckpointError
 from backmix_jax.training.train import NonFiniteError, Preempted

@@ -272,6 +272,7 @@ def _medaf_head_and_outputs(dtype=jnp.float32):
   return head, variables, fmap
 
 
+@pytest.mark.slow
 def test_medaf_head_fuses_detached_experts_with_the_gate():
   """Fused logits = sum_e gate_e * expert logits_e, gate = softmax(gate logits / 100); the
   CAM source (gate-weighted expert maps) averages to the fused logits; the fused CE trains
@@ -321,6 +322,7 @@ def test_medaf_on_a_resnet_is_medafs_multi_branch_network():
   assert isinstance(light.head, medaf.MEDAFHead)
 
 
+@pytest.mark.slow
 def test_medaf_loss_and_score_match_numpy():
   """loss = 0.7 * sum of expert CEs + fused CE + 0.01 * attention diversity of the label
   channels; score 'medaf' = max softmax(fused logits / 100)."""
@@ -407,6 +409,7 @@ def _flat(tree):
   return flax.traverse_util.flatten_dict(flax.serialization.to_state_dict(tree))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,model", [(n, "cnn_small") for n in NEW_FRAMEWORKS]
                          + [("arpl", "classifier32")])
 def test_train_step_on_repeated_batch_lowers_loss_with_and_without_backmix(name, model):
@@ -421,6 +424,7 @@ def test_train_step_on_repeated_batch_lowers_loss_with_and_without_backmix(name,
     assert np.mean(losses[-2:]) < np.mean(losses[:2]), (start, losses)
 
 
+@pytest.mark.slow
 def test_backmix_changes_the_training_images_only_after_warmup():
   """The two regimes above are what they claim. With no other randomness (cnn_small has no
   dropout, crops are off), one step from the same state and batch gives the same parameters
@@ -436,6 +440,7 @@ def test_backmix_changes_the_training_images_only_after_warmup():
   assert not same(params[warm], params[warm + 1])
 
 
+@pytest.mark.slow
 def test_medaf_head_batch_norm_is_synchronised_like_the_backbone():
   """MEDAF's expert heads have batch norm: the training network averages their statistics
   over the data axis (as the backbone's), the evaluation network has no collective."""
@@ -445,6 +450,7 @@ def test_medaf_head_batch_norm_is_synchronised_like_the_backbone():
   assert "head" in run.state.batch_stats
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["arpl", "medaf"])
 def test_checkpoint_round_trip_restores_the_trained_state(name, tmp_path):
   """Orbax save then restore gives back every array of a trained state (head parameters,
@@ -481,6 +487,7 @@ def _evaluate(run, state, score):
 # they train longer, and their MSP is checked here; their own score's direction is checked
 # term by term below. ARPL+CS scores exactly as ARPL (same head and score function); its 60
 # steps with the GAN would take over a minute of CPU, so it is left out.
+@pytest.mark.slow
 @pytest.mark.parametrize("name,score,num_steps", [
     ("softmax", "", 60), ("arpl", "", 60), ("medaf", "", 60), ("cssr", "", 60),
     ("pcssr", "msp", 250), ("rcssr", "msp", 250)])
@@ -495,6 +502,7 @@ def test_trained_model_scores_known_above_unknown(name, score, num_steps):
   assert metrics["auroc"] > 0.5, metrics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["pcssr", "rcssr"])
 def test_cssr_reconstruction_term_ranks_known_above_unknown_after_training(name):
   """The first term of CSSR's score (the predicted class's logit map: -0.1 x error for
@@ -522,6 +530,7 @@ def test_cssr_reconstruction_term_ranks_known_above_unknown_after_training(name)
   assert auroc > 0.6, auroc
 
 
+@pytest.mark.slow
 def test_cssr_score_ranks_training_like_features_above_unlike_ones():
   """Sign conventions of the three CSSR scores together: fitted on 'training' features, a
   sample like them (small reconstruction error, features on the class's channels) outscores
@@ -561,6 +570,7 @@ class _CountingFramework(cssr.CSSR):
         n=mask.sum(), logits=jnp.where(mask[:, None], out["logits"], 0.0).sum(0)))
 
 
+@pytest.mark.slow
 def test_fit_score_states_sums_every_training_image_once():
   """The evaluator's fitting pass feeds every training image exactly once (754 images in
   padded batches of 64 over 4 devices) and adds the batch sums: equal to one forward of

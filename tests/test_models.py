@@ -211,6 +211,7 @@ def test_classifier32_dropout_drops_whole_channels(classifier32_variables):
   assert zeros.all((1, 2)).any()
 
 
+@pytest.mark.slow
 def test_wrn_dropout_runs_only_in_train():
   model = get_backbone("wrn40_4", depth=10, widen=1, dropout_rate=0.3)
   x = _images((2, 8, 8, 3))

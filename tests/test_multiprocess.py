@@ -12,6 +12,9 @@ import sys
 import numpy as np
 import pytest
 
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "distributed_worker.py")
 
@@ -28,7 +31,6 @@ def _env(devices_per_process: int) -> dict:
   return env
 
 
-@pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
   """2 processes x 1 device == 1 process x 2 devices: same global batches, same per-device
   random draws (BackMix partners, boxes, crops), same final parameters and metrics."""

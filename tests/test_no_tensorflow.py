@@ -12,6 +12,9 @@ import textwrap
 
 import pytest
 
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # sys.modules[name] = None makes every `import name` raise ImportError, as if not installed.
@@ -45,7 +48,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_train_and_evaluate_without_tensorflow(tmp_path):
   """digits, cnn_small, 1 epoch, data.backend='auto': resolves to numpy, trains every step,
   writes a checkpoint and finite metrics, and never imports TensorFlow."""

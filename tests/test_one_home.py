@@ -287,6 +287,7 @@ def test_metrics_doc_defines_every_score():
 # ------------------------------------------------------------------------------ backbones
 
 
+@pytest.mark.slow
 def test_conv_bn_is_the_conv_then_the_batch_norm_it_names():
   """layers.conv_bn inside a compact module: the same parameters, statistics and output as
   the conv and batch norm written out, under the names given (train and eval mode)."""

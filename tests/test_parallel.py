@@ -5,6 +5,9 @@ import pytest
 
 from tests.helpers import flat_params, quick_config, run_steps
 
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 
 def test_four_devices_equal_one_device():
   """Gradients and batch-norm statistics averaged with pmean: parameters after 4 steps on 4

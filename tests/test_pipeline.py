@@ -13,7 +13,7 @@ import pytest
 
 from backmix_jax import parallel
 from backmix_jax.data.pipeline import TrainStream, epoch_permutation, eval_batches
-from backmix_jax.data.sources import ArraySplit, DataError
+from backmix_jax.data.core import ArraySplit, DataError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("BACKMIX_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -171,6 +171,7 @@ def test_seed_changes_the_order():
   assert not np.array_equal(a[0]["index"], b[0]["index"])
 
 
+@pytest.mark.slow
 def test_tf_and_numpy_backends_yield_identical_batches():
   """tf.data and the NumPy iterator give the same arrays with the same dtypes, partners too."""
   pytest.importorskip("tensorflow")
@@ -208,6 +209,7 @@ def test_stream_reports_unusable_batch_sizes():
 # ---------------------------------------------------------------- CIFAR-10 trial 0 end to end
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CIFAR_NPZ.is_file(), reason=f"{CIFAR_NPZ} not available")
 def test_cifar10_trial0_counts_and_every_test_image_is_scored_once():
   """configs/cifar10.py on the shared npz: 30,000 train, 6,000 known and 4,000 unknown test

@@ -1,11 +1,12 @@
 """The big backbones under the frameworks their code bases train them with (configs/default.py
 RECIPES): CSSR's WRN-40-4 and ResNet-18, MEDAF's ResNet-18, the OOD table's ResNet-34, with
-BackMix mixing every step, through the real data-parallel step on 4 devices.
+BackMix mixing every step, through the real data-parallel step on 2 devices.
 
-Small digits batches at 16 px keep each pair to a few seconds of compute; compiling the
-step dominates, so every pair compiles once and its tests share that step.
+Batches of 4 digits at 16 px keep each pair to a few seconds of compute; compiling the
+step dominates, so every pair compiles once and its tests share that step; the pairs run one
+after another, each freed before the next is built.
 """
-import functools
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,10 @@ import pytest
 from backmix_jax import parallel
 from backmix_jax.models import get_backbone
 from configs import digits
-from tests.helpers import build_with_step, checkpoint_round_trip, fresh_state
+from tests.helpers import build_with_step, checkpoint_round_trip, fresh_state, release_memory
+
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
 
 # (framework, backbone) as the recipes pair them: softmax with the CSSR recipe's WRN-40-4 and
 # the OOD benchmark's ResNet-34; CSSR linear and PCSSR with WRN-40-4 (CIFAR/SVHN), RCSSR with
@@ -28,25 +32,38 @@ PAIRS = [("softmax", "wrn40_4"), ("softmax", "resnet34"), ("cssr", "wrn40_4"),
 NUM_STEPS = 8
 
 
-@functools.lru_cache(maxsize=None)
-def _built(framework, model):
+def _config(framework, model):
   c = digits.get_config()
   c.framework, c.model, c.score = framework, model, ""
-  c.batch_size, c.eval_batch_size, c.num_epochs = 8, 16, 1
+  c.batch_size, c.eval_batch_size, c.num_epochs = 4, 16, 1  # 2 images per device
   c.data.image_size = 16
   c.data.backend = "numpy"
   c.data.crop_padding = 0
   c.data.normalize = "cssr"  # the recipes of these backbones
-  c.optimizer.schedule = "constant"
-  c.optimizer.learning_rate = 1e-3
+  # The recipes' optimiser (SGD with momentum; the digits config's Adam holds twice the state).
+  c.optimizer.update(name="sgd", momentum=0.9, nesterov=False, weight_decay=0.0,
+                     schedule="constant", learning_rate=1e-2)
   c.backmix.warmup_epochs = 0  # every step mixes
-  return build_with_step(c)
+  # Two devices: the data-parallel path (pmean, synchronised batch norm) with half the memory
+  # of four, since every device holds a replica of the state (MEDAF's ResNet-18: 1 GB each).
+  c.num_devices = 2
+  return c
 
 
-@functools.lru_cache(maxsize=None)
-def _trained(framework, model):
-  """NUM_STEPS steps on one repeated batch from a copy of the initial state: (state, losses)."""
-  run, step = _built(framework, model)
+@dataclasses.dataclass
+class Trained:
+  run: object
+  state: object   # after NUM_STEPS steps from a copy of run.state
+  losses: list
+
+
+@pytest.fixture(scope="module", params=PAIRS, ids="-".join)
+def pair(request):
+  """One pair built, compiled and trained NUM_STEPS steps on one repeated batch. Module scope
+  with params makes pytest run every test of one pair before building the next, and the
+  pair's run and programs are released before the next compiles: one big backbone in memory
+  at a time."""
+  run, step = build_with_step(_config(*request.param))
   state = fresh_state(run)
   batch = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
   losses = []
@@ -55,25 +72,26 @@ def _trained(framework, model):
     metrics = jax.device_get(metrics)
     assert bool(metrics["finite"]) and np.isfinite(metrics["loss"]), metrics
     losses.append(float(metrics["loss"]))
-  return state, losses
+  trained = Trained(run, state, losses)
+  step = batch = None
+  release_memory()  # the compiled step (MEDAF's ResNet-18: about 1 GB) is not needed again
+  yield trained
+  trained.run = trained.state = run = state = None
+  release_memory()
 
 
-@pytest.mark.parametrize("framework,model", PAIRS)
-def test_mixed_steps_stay_finite_and_lower_the_loss(framework, model):
+def test_mixed_steps_stay_finite_and_lower_the_loss(pair):
   """With BackMix on from the first step (fresh partners and patches every step), 8 steps on
-  one batch keep loss and gradients finite and the loss goes down, on 4 devices."""
-  run, _ = _built(framework, model)
-  assert run.mesh.size == 4 and run.config.backmix.enabled
-  _, losses = _trained(framework, model)
+  one batch keep loss and gradients finite and the loss goes down, on 2 devices."""
+  assert pair.run.mesh.size == 2 and pair.run.config.backmix.enabled
+  losses = pair.losses
   assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
 
 
-@pytest.mark.parametrize("framework,model", PAIRS)
-def test_checkpoint_round_trip_is_exact(framework, model, tmp_path):
+def test_checkpoint_round_trip_is_exact(pair, tmp_path):
   """Orbax save/restore of the trained state gives back every array (backbone, head, batch
   statistics, optimiser state, ARPL+CS's GAN) exactly, and the head did train."""
-  run, _ = _built(framework, model)
-  state, _ = _trained(framework, model)
+  run, state = pair.run, pair.state
   restored, step = checkpoint_round_trip(run, state, tmp_path, NUM_STEPS)
   assert step == NUM_STEPS
   want, got = jax.tree.leaves(state), jax.tree.leaves(restored)
@@ -85,14 +103,13 @@ def test_checkpoint_round_trip_is_exact(framework, model, tmp_path):
   assert any(not np.array_equal(a, b) for a, b in zip(head, init))
 
 
-@pytest.mark.parametrize("framework,model", PAIRS)
-def test_cam_source_has_one_map_per_known_class_at_the_backbone_grid(framework, model):
+def test_cam_source_has_one_map_per_known_class_at_the_backbone_grid(pair):
   """The framework's CAM source for this backbone: [B, g, g, K] with the backbone's output
   grid (the mask BackMix draws its foreground from; MEDAF's branches keep it), finite."""
-  run, _ = _built(framework, model)
+  run = pair.run
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
   out = run.eval_model.apply(run.variables(run.state), x, train=False)
-  backbone = get_backbone(model)
+  backbone = get_backbone(run.config.model)
   fmap = jax.eval_shape(lambda: backbone.init_with_output(jax.random.key(0), x, train=False)[0])
   cams = run.framework.cam_maps(out)
   g = fmap.shape[1]

@@ -17,6 +17,9 @@ from backmix_jax.training.run import build_run
 from backmix_jax.training.train import NonFiniteError, train_and_evaluate
 from tests.helpers import build_with_step, quick_config
 
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = dict(num_epochs=2, **{"backmix.cam_source": "bank"})
 FLAGS = ["--config.model=cnn_small", "--config.num_epochs=2", "--config.batch_size=32",
@@ -67,7 +70,6 @@ def _start_and_interrupt(workdir, sig, after_step, *extra):
   return p.returncode, "".join(lines) + rest
 
 
-@pytest.mark.slow
 def test_sigterm_saves_and_resumes_exactly(tmp_path, reference):
   """SIGTERM: checkpoint at the next step boundary, exit 0 with how to resume; the rerun
   ends identical to the uninterrupted run."""
@@ -83,7 +85,6 @@ def test_sigterm_saves_and_resumes_exactly(tmp_path, reference):
   _assert_same_state(_state(tmp_path), reference[0])
 
 
-@pytest.mark.slow
 def test_sigkill_resumes_from_last_checkpoint_exactly(tmp_path, reference):
   """SIGKILL (no chance to save): the rerun resumes from the last periodic checkpoint, sees
   each remaining batch once, and ends identical to the uninterrupted run."""

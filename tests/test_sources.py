@@ -231,6 +231,7 @@ def test_mnist_npz_as_arpl_sees_it():
   assert set(src.test.labels) == set(range(10))
 
 
+@pytest.mark.slow
 @needs(CIFAR_NPZ)
 def test_cifar10_arpl_trial0_gives_30000_train_6000_known_4000_unknown():
   """The full shared CIFAR-10 with ARPL trial 0: the counts the issue asks for."""

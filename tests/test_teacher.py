@@ -11,6 +11,9 @@ import pytest
 from backmix_jax.training.checkpointing import CheckpointError
 from tests.helpers import fresh_state, quick_config
 
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 SIZE = {"data.image_size": 16, "batch_size": 128}  # few steps: the teacher trains in seconds
 
 
@@ -22,7 +25,7 @@ def _student(teacher_dir, **overrides):
 def _with_masks(config):
   """The digits open set with a true foreground for every training image (bright pixels)."""
   from backmix_jax.data.openset import load_open_set
-  from backmix_jax.data.sources import ArraySplit
+  from backmix_jax.data.core import ArraySplit
   data = load_open_set(config)
   t = data.train
   return dataclasses.replace(data, train=ArraySplit(t.images, t.labels, t.images[..., 0] > 64))

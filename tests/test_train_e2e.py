@@ -14,6 +14,9 @@ from backmix_jax.training.run import build_run
 from backmix_jax.training.train import train_and_evaluate
 from tests.helpers import quick_config
 
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--config.model=cnn_small", "--config.num_epochs=1", "--config.batch_size=32",
          "--config.data.backend=numpy"]
@@ -62,7 +65,6 @@ def test_resume_equals_uninterrupted(tmp_path):
   assert json.load(open(full / "config.json"))["model"] == "cnn_small"
 
 
-@pytest.mark.slow
 def test_train_command_trains_resumes_and_reports(tmp_path):
   """`python -m experiments.train` shows progress, writes checkpoints and metrics.json, prints
   the open-set metrics; run again in the same workdir it resumes instead of restarting."""

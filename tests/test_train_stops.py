@@ -18,6 +18,9 @@ from backmix_jax.training.train import NonFiniteError, Preempted, train_and_eval
 from backmix_jax.training.workdir import RunFailed
 from tests.helpers import quick_config
 
+# Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 TOTAL = 5  # 754 training images // 128
 
 

@@ -28,6 +28,7 @@ def _per_trial(workdir, name):
     return json.load(f)
 
 
+@pytest.mark.slow
 def test_summary_is_mean_and_sample_std_of_the_trial_metrics(trials_dir):
   """trials.json holds, per method, the mean and sample std (ddof=1) of each trial's own
   metrics.json; the trials ran in trial_<t> / trial_<t>_plain with their own class splits."""
@@ -51,6 +52,7 @@ def test_summary_is_mean_and_sample_std_of_the_trial_metrics(trials_dir):
       assert entry["per_trial"]["0"][k] == values[0]
 
 
+@pytest.mark.slow
 def test_markdown_names_protocol_and_says_digits_has_no_published_numbers(trials_dir):
   """trials.md: one row per method with the split protocol and trials named, values x100 as
   mean ± std; digits has no published row and says so; the overlay is of one named trial."""
@@ -67,6 +69,7 @@ def test_markdown_names_protocol_and_says_digits_has_no_published_numbers(trials
   assert "trial 0 (one trial, not pooled" in md
 
 
+@pytest.mark.slow
 def test_command_collects_without_training(trials_dir, compile_cache):  # noqa: F811
   """Run again without --train, the command collects every finished trial (no training, no
   checkpoint written) and reproduces the same summary."""
@@ -85,6 +88,7 @@ def test_command_collects_without_training(trials_dir, compile_cache):  # noqa: 
       json.dumps(record["methods"]["backmix"]["summary"]))
 
 
+@pytest.mark.slow
 def test_stale_metrics_are_recomputed_from_the_final_checkpoint(trials_dir, tmp_path):
   """A trial whose metrics.json is of an earlier step (e.g. after `evaluate --step`) is
   evaluated again from its final checkpoint instead of being trained or skipped."""
@@ -99,6 +103,7 @@ def test_stale_metrics_are_recomputed_from_the_final_checkpoint(trials_dir, tmp_
   assert metrics == original and json.loads(path.read_text()) == original
 
 
+@pytest.mark.slow
 def test_missing_trials_are_named_and_left_out(trials_dir, tmp_path):
   """Without --train a trial that never ran is reported missing (and excluded from the mean);
   with no finished trial at all the command fails with CheckpointError."""
@@ -114,6 +119,7 @@ def test_missing_trials_are_named_and_left_out(trials_dir, tmp_path):
     trials.run_trials(digits_config(), str(tmp_path / "empty"), [3])
 
 
+@pytest.mark.slow
 def test_a_run_record_of_another_config_is_not_collected(trials_dir):
   """metrics.json of a different schedule, trial or model does not count as this trial's, and
   a checkpoint of another class split is refused, not evaluated under the wrong label."""
@@ -147,6 +153,7 @@ def test_parse_trials_rejects_bad_lists(spec):
     trials.parse_trials(spec)
 
 
+@pytest.mark.slow
 def test_bad_trials_flag_exits_2_with_one_line(tmp_path, compile_cache):  # noqa: F811
   """A bad --trials is refused while parsing flags: exit 2, one line."""
   r = run_cli("experiments.trials", tmp_path, "--trials", "0-7", env=compile_cache)

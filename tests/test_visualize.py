@@ -35,6 +35,7 @@ def grid(workdir):
   return vis.visualize(_config(), str(workdir), num=5, out=str(out))
 
 
+@pytest.mark.slow
 def test_writes_a_png_with_one_row_per_sample(grid):
   """The file is a PNG, 5 columns wide and 5 rows high (square panels), at the given path."""
   import matplotlib.image
@@ -46,6 +47,7 @@ def test_writes_a_png_with_one_row_per_sample(grid):
   assert len(panels["images"]) == 5 and panels["step"] == 5  # 754 // 128 steps, 1 epoch
 
 
+@pytest.mark.slow
 def test_mixed_differs_from_target_only_inside_the_box(grid):
   """Outside each target box the mixed image is the target bit for bit; inside, it is the
   masked partner's source box; at least one box actually changed pixels."""
@@ -66,6 +68,7 @@ def test_mixed_differs_from_target_only_inside_the_box(grid):
   assert not np.any(p["partner"] == np.arange(len(p["partner"])))  # permutation: never itself
 
 
+@pytest.mark.slow
 def test_masked_partner_is_the_partner_with_its_top_cam_quarter_filled(grid):
   """The masked partner equals the partner except on its foreground mask, which is `fill`
   (0.0); the mask covers exactly fg_ratio = 1/4 of the pixels, and those carry the highest
@@ -78,6 +81,7 @@ def test_masked_partner_is_the_partner_with_its_top_cam_quarter_filled(grid):
     assert cam[mask].min() >= cam[~mask].max()
 
 
+@pytest.mark.slow
 def test_cli_prints_where_it_wrote(workdir, tmp_path):
   """The command line writes the PNG at --out and says so in one line."""
   out = tmp_path / "cli.png"

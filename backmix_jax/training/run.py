@@ -16,7 +16,7 @@ from backmix_jax.data import augment
 from backmix_jax.data.openset import load_open_set
 from backmix_jax.data.openset import OpenSetData
 from backmix_jax.data.pipeline import TrainStream
-from backmix_jax.data.sources import ArraySplit
+from backmix_jax.data.core import ArraySplit
 from backmix_jax.frameworks import Framework, get_framework
 from backmix_jax.models import get_backbone
 from backmix_jax.training import checkpointing, validate
