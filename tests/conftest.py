@@ -22,13 +22,25 @@ import pytest
 from tests.helpers import release_memory, resident_gib
 
 RELEASE_ABOVE_GIB = 1.5  # the session's own footprint (TensorFlow, JAX, data) is about 1 GiB
+# Within a module: a test that compiles leaves its programs behind, and compiling the next
+# needs room on top; above this, they are dropped (reloaded from the persistent cache if used).
+CLEAR_ABOVE_GIB = 2.5
+
+
+@pytest.fixture(autouse=True)
+def _bounded_memory():
+  """After any test that leaves the process above CLEAR_ABOVE_GIB: drop compiled programs."""
+  yield
+  if resident_gib() > CLEAR_ABOVE_GIB:
+    release_memory()
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_each_modules_runs(request):
   """After each test module: clear its memoised builds (any module-level function with
-  `cache_clear`, e.g. an lru_cache of built runs) and every compiled program, so a module's
-  runs never outlive it. Without this the suite's memory grows with every module."""
+  `cache_clear`, e.g. an lru_cache of built runs) and, above RELEASE_ABOVE_GIB, every
+  compiled program, so a module's runs never outlive it. Without this the suite's memory
+  grows with every module."""
   yield
   for value in list(vars(request.module).values()):
     if callable(getattr(value, "cache_clear", None)):
