@@ -25,6 +25,7 @@ import optax  # noqa: E402
 from backmix_jax import parallel  # noqa: E402
 from backmix_jax.models import get_backbone  # noqa: E402
 from backmix_jax.training.run import build_run  # noqa: E402
+from backmix_jax.training.state import donatable_copy  # noqa: E402
 from backmix_jax.training.step import make_run_step  # noqa: E402
 from configs import digits  # noqa: E402
 from backmix_jax.commands.benchmark import step_block, synthetic_open_set, time_blocks  # noqa: E402
@@ -72,8 +73,7 @@ def project_block(batch: int):
   run = build_run(c, data=synthetic_open_set(32, 3, 6, 8 * batch))
   step = make_run_step(run)
   data = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
-  # The step donates its input state: start from a copy of the run's.
-  state = jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, run.state)
+  state = donatable_copy(run.state)  # the step donates its input state
   return step_block(step, state, [data])
 
 
