@@ -157,3 +157,67 @@ def test_unreadable_checkpoint_asked_for_by_step_is_one_line(tmp_path):
     ckpt.restore({"w": jnp.ones(2)}, {"model": "x"}, step=1)
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2"]
   ckpt.close()
+
+
+def _listing(root):
+  """Every path under `root` with its mtime and size: what a reader must leave as it was."""
+  return {str(p.relative_to(root)): (p.lstat().st_mtime_ns, p.lstat().st_size)
+          for p in root.rglob("*")}
+
+
+def _tiny_checkpoints(directory, values_by_step):
+  import jax.numpy as jnp
+  from backmix_jax.training.checkpointing import Checkpointer
+  ckpt = Checkpointer(str(directory))
+  for step, values in values_by_step.items():
+    ckpt.save(step, {"w": jnp.asarray(values, jnp.float32)}, {"model": "x"}, force=True)
+  ckpt.wait()
+  ckpt.close()
+
+
+def test_reader_reports_a_damaged_newest_checkpoint_and_moves_nothing(tmp_path):
+  """Evaluation, the mixing grid and a teacher read checkpoints with read_only=True: a
+  damaged newest checkpoint is one CheckpointError naming it and the older steps; nothing in
+  the workdir is renamed or written (a read-only workdir would refuse that). Training's
+  Checkpointer alone moves it to <step>.corrupt."""
+  import jax.numpy as jnp
+  from backmix_jax.commands import exit_codes
+  from backmix_jax.training.checkpointing import CheckpointError, Checkpointer
+  _tiny_checkpoints(tmp_path, {1: [1.0, 2.0], 2: [3.0, 4.0]})
+  for root, _, files in os.walk(tmp_path / "checkpoints" / "2" / "state"):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"\0garbage")
+  before = _listing(tmp_path)
+  ckpt = Checkpointer(str(tmp_path), read_only=True)
+  with pytest.raises(CheckpointError, match=r"checkpoint at step 2 in .* is unreadable .*it is "
+                                            r"the newest: choose an older one of the steps \[1\]"
+                     ) as error:
+    ckpt.restore({"w": jnp.ones(2)}, {"model": "x"})
+  ckpt.close()
+  code, line = exit_codes.exit_status(error.value)
+  assert code == 2 and len(line.splitlines()) == 1
+  assert _listing(tmp_path) == before
+
+
+def test_non_finite_checkpoint_is_one_line_naming_the_step(tmp_path):
+  """A checkpoint whose weights were flipped to NaN/inf on disk is caught where its values
+  are first seen (the restore), named by step and array: exit code 2, not NaN scores and a
+  traceback later. Asked for by step it is reported; as training's newest it is moved aside
+  like an unreadable one and the older one is restored."""
+  import jax.numpy as jnp
+  from backmix_jax.commands import exit_codes
+  from backmix_jax.training.checkpointing import CheckpointError, Checkpointer
+  _tiny_checkpoints(tmp_path, {1: [1.0, 2.0], 2: [1.0, float("nan")]})
+  ckpt = Checkpointer(str(tmp_path), read_only=True)
+  with pytest.raises(CheckpointError, match=r"checkpoint at step 2 in .* holds non-finite "
+                                            r"weights \(NaN or inf in w\)") as error:
+    ckpt.restore({"w": jnp.ones(2)}, {"model": "x"}, step=2)
+  ckpt.close()
+  code, line = exit_codes.exit_status(error.value)
+  assert code == 2 and len(line.splitlines()) == 1
+  ckpt = Checkpointer(str(tmp_path))
+  with pytest.warns(UserWarning, match="step 2 holds non-finite weights"):
+    state, step = ckpt.restore({"w": jnp.ones(2)}, {"model": "x"})
+  ckpt.close()
+  assert step == 1 and sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2.corrupt"]

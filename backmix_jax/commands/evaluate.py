@@ -77,7 +77,8 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
   only = {"unknown_sets": dict(sources=unknown)} if unknown else None
   evaluators = build_evaluators(run, workdir, only=only,
                                 overrides={"open_set": dict(arpl_compat=arpl_compat)})
-  ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+  # Read-only: evaluation reports a damaged checkpoint, never moves it (training's job).
+  ckpt = Checkpointer(workdir, keep=config.keep_checkpoints, read_only=True)
   try:
     state, step = ckpt.restore(run.state, run.signature, step)
   finally:

@@ -161,7 +161,7 @@ def visualize(config, workdir: str, num: int = 8, out: str | None = None) -> tup
     raise validate.ConfigError(f"--num must be >= 2 (partners come from the shown rows), got {num}")
   if not os.path.isdir(workdir):  # the Checkpointer would create it
     raise checkpointing.CheckpointError(f"no checkpoint: workdir {workdir} does not exist")
-  ckpt = checkpointing.Checkpointer(workdir)
+  ckpt = checkpointing.Checkpointer(workdir, read_only=True)  # a reader: moves nothing
   try:
     if ckpt.latest_step() is None:  # before loading data and compiling anything
       raise checkpointing.CheckpointError(f"no checkpoint in {ckpt.directory}")

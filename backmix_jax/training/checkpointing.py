@@ -11,11 +11,40 @@ import warnings
 
 import flax.serialization
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint, or one that belongs to a different model."""
+
+
+class DamagedCheckpoint(Exception):
+  """A checkpoint whose files read but whose values cannot be a trained state (NaN or inf:
+  training never saves one, so its bytes changed on disk). Restoring treats it as it treats
+  an unreadable one; its message is the predicate of the report ("holds non-finite ...")."""
+
+
+@jax.jit
+def _finite_leaves(leaves):
+  """bool [len(leaves)]: whether each array holds only finite values (one program, one sync
+  for the whole state instead of one per leaf)."""
+  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])
+
+
+def check_finite(state_dict) -> None:
+  """Raise DamagedCheckpoint naming the first floating-point array of `state_dict` (a
+  restored state's nested dict) that holds NaN or inf."""
+  named = [(jax.tree_util.keystr(path, simple=True, separator="/"), x)
+           for path, x in jax.tree_util.tree_flatten_with_path(state_dict)[0]
+           if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+  if not named:
+    return
+  finite = jax.device_get(_finite_leaves([x for _, x in named]))
+  bad = [name for (name, _), ok in zip(named, finite) if not ok]
+  if bad:
+    more = f" and {len(bad) - 1} more arrays" if len(bad) > 1 else ""
+    raise DamagedCheckpoint(f"holds non-finite weights (NaN or inf in {bad[0]}{more})")
 
 
 def model_signature(config, known_classes, image_shape, bank_size: int) -> dict:
@@ -27,6 +56,15 @@ def model_signature(config, known_classes, image_shape, bank_size: int) -> dict:
               bank_size=int(bank_size))
 
 
+def _what(error: Exception) -> str:
+  """What is wrong with a checkpoint that failed to restore, as a predicate: 'is unreadable
+  (<error>: <its first line>)', or a DamagedCheckpoint's own words."""
+  if isinstance(error, DamagedCheckpoint):
+    return str(error)
+  reason = (str(error).strip().splitlines() or [""])[0][:200]
+  return f"is unreadable ({type(error).__name__}: {reason})"
+
+
 class Checkpointer:
   """Saves when asked, keeps the newest `keep` (at least one).
 
@@ -34,12 +72,19 @@ class Checkpointer:
   step, a preemption): Orbax's own interval is left at every step, so the two never
   disagree. The newest checkpoint is never deleted, so the final step of a run always
   survives: Orbax's max_to_keep=0 would delete every checkpoint, the final one included.
+
+  A reader's Checkpointer (`read_only=True`: evaluation, the mixing grid, a teacher) creates
+  and moves nothing: a damaged newest checkpoint is reported, not moved aside, because
+  quarantine belongs to training's resume, the workdir's one writer.
   """
 
-  def __init__(self, workdir: str, *, keep: int = 3):
+  def __init__(self, workdir: str, *, keep: int = 3, read_only: bool = False):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.read_only = read_only
+    # Not Orbax's own read_only option, which logs three warnings on every use; a reader
+    # never saves, so Orbax writes nothing, and create=False keeps it from making the folder.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max(int(keep), 1), save_interval_steps=1, create=True)
+        max_to_keep=max(int(keep), 1), save_interval_steps=1, create=not read_only)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "meta"))
 
@@ -63,10 +108,11 @@ class Checkpointer:
     """Restore `step` into the structure and shardings of `template`.
 
     Without `step`, the newest readable checkpoint: one that fails to read (corrupted,
-    truncated) is moved aside to `<step>.corrupt` with a warning and the next older one is
-    tried, so a bad write costs only the steps since the previous checkpoint. Raises
-    CheckpointError when there is none, the model signature differs, or the `step` asked
-    for cannot be read.
+    truncated) or holds non-finite values is moved aside to `<step>.corrupt` with a warning
+    and the next older one is tried, so a bad write costs only the steps since the previous
+    checkpoint. A read-only Checkpointer moves nothing: it reports the damaged newest one.
+    Raises CheckpointError when there is none, the model signature differs, or the `step`
+    asked for (or, read-only, the newest) is damaged.
     """
     if step is not None:  # asked for by name: reported, never moved aside
       try:
@@ -74,9 +120,7 @@ class Checkpointer:
       except CheckpointError:
         raise
       except Exception as e:
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(f"checkpoint at step {step} in {self.directory} is unreadable "
-                              f"({type(e).__name__}: {reason}); choose another of the steps "
+        raise CheckpointError(self._damaged(step, e) + "; choose another of the steps "
                               f"{self.all_steps()}") from None
     steps = self.all_steps()
     if not steps:
@@ -87,13 +131,25 @@ class Checkpointer:
       except CheckpointError:
         raise
       except Exception as e:  # unreadable: keep it for inspection, out of Orbax's way
+        if self.read_only:
+          older = [s for s in steps if s != candidate]
+          raise CheckpointError(
+              self._damaged(candidate, e) + "; it is the newest: "
+              + (f"choose an older one of the steps {older} (evaluate --step N), or " if older
+                 else "")
+              + "run the training command again, which moves it aside and retrains the "
+              "steps it held") from None
         self._quarantine(candidate, e)
     raise CheckpointError(f"no readable checkpoint in {self.directory}")
 
+  def _damaged(self, step: int, error: Exception) -> str:
+    """'checkpoint at step N in <dir> is unreadable (...)' or '... holds non-finite ...'."""
+    return f"checkpoint at step {step} in {self.directory} {_what(error)}"
+
   def _quarantine(self, step: int, error: Exception):
     path = os.path.join(self.directory, str(step))
-    warnings.warn(f"checkpoint at step {step} is unreadable ({type(error).__name__}: "
-                  f"{str(error)[:200]}); moved to {path}.corrupt, trying an older one")
+    warnings.warn(f"checkpoint at step {step} {_what(error)}; moved to {path}.corrupt, trying an "
+                  "older one")
     if jax.process_index() == 0 and os.path.isdir(path):
       os.replace(path, path + ".corrupt")
     self.manager.reload()
@@ -112,6 +168,9 @@ class Checkpointer:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(template))
     restored = self.manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+    # The first place the checkpoint's values are seen: bit flips on disk end here, not as
+    # NaN scores or a NaN loss further on.
+    check_finite(restored)
     return flax.serialization.from_state_dict(template, restored), step
 
   def wait(self):

@@ -80,7 +80,7 @@ def load_teacher(config, *, model, framework, mesh, sample, signature: dict,
   if newest != final:
     raise CheckpointError(f"backmix.teacher={path!r} is not finished: its newest checkpoint is "
                           f"step {newest} of {final}; finish training it first")
-  ckpt = Checkpointer(path)
+  ckpt = Checkpointer(path, read_only=True)  # another run's workdir: read, never written
   try:
     bank_size = int(ckpt.read_meta(final).get("bank_size", 0))
     # The teacher's own optimiser state structure, so that its whole state restores.
