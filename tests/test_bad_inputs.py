@@ -86,6 +86,20 @@ def raw_file(content: bytes):
   return run
 
 
+def train_in_new_workdir(**train):
+  """train_and_evaluate from the npz source of `npz(**train)` into a new workdir: a bad input
+  ends before anything is written, so the workdir is never created."""
+  def run(tmp_path, monkeypatch):
+    from backmix_jax.training.train import train_and_evaluate
+    path = tmp_path / "source.npz"
+    np.savez(path, **dict(dict(test_images=_images(10), test_labels=_labels(10)), **train))
+    cfg = quick_config(**{"data.source": f"npz:{path}", "data.image_size": 8})
+    status = _status(lambda: train_and_evaluate(cfg, str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists(), os.listdir(tmp_path / "run")
+    return status
+  return run
+
+
 def all_classes_known(tmp_path, monkeypatch):
   from backmix_jax.data.openset import load_open_set
   return _status(lambda: load_open_set(quick_config(known_classes=tuple(range(10)))))
@@ -95,7 +109,8 @@ def all_classes_known(tmp_path, monkeypatch):
 
 def _claim(cfg, workdir, body=None):
   from backmix_jax.training.workdir import claim
-  with claim(cfg, str(workdir)):
+  with claim(cfg, str(workdir)) as held:
+    held.accept()
     if body is not None:
       body()
 
@@ -268,6 +283,20 @@ CASES = [
     ("not a zip", raw_file(b"these bytes are no npz archive"), 2, "not a readable .npz archive"),
     ("garbage JPEG", garbage_jpeg, 2, "train_jpeg image 2 cannot be decoded"),
     ("all classes known", all_classes_known, 2, "no unknown test samples"),
+    ("0 training images", npz(train_images=_images(0), train_labels=_labels(0)), 2,
+     "holds no images in its 'train' split"),
+    ("0 test images", npz(train_images=_images(10), train_labels=_labels(10),
+                          test_images=_images(0), test_labels=_labels(0)), 2,
+     "holds no images in its 'test' split"),
+    ("no training image of a known class",
+     npz(train_images=_images(3), train_labels=np.array([0, 1, 5])), 2,
+     "no images of the known classes [6, 3, 4, 9, 8, 2] in the training split"),
+    ("no known test image", npz(train_images=_images(10), train_labels=_labels(10),
+                                test_images=_images(3), test_labels=np.array([0, 1, 5])), 2,
+     "no images of the known classes [6, 3, 4, 9, 8, 2] in the test split"),
+    ("bad data, new workdir: nothing written",
+     train_in_new_workdir(train_images=_images(100), train_labels=_labels(90)), 2,
+     "100 train_images but 90 train_labels"),
     # The workdir and its file system.
     ("read-only workdir", read_only, 2, "Read-only file system"),
     ("disk full before training", disk_full_at_start, 2, "No space left on device"),

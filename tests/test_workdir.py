@@ -17,8 +17,9 @@ from tests.helpers import quick_config
 
 
 def _claim(cfg, directory):
-  with claim(cfg, str(directory)):
-    pass
+  """A start of `cfg` in `directory` whose checks pass: it is accepted and recorded."""
+  with claim(cfg, str(directory)) as held:
+    held.accept()
 
 
 def _checkpoint(directory, step):
@@ -28,7 +29,8 @@ def _checkpoint(directory, step):
 def test_second_writer_is_refused_while_the_first_holds_the_workdir(tmp_path):
   """Two trainers in one workdir: the second is refused naming the first's pid and host;
   once the first is done the workdir is free again, with no stale-lock warning."""
-  with claim(quick_config(), str(tmp_path)):
+  with claim(quick_config(), str(tmp_path)) as held:
+    held.accept()
     with pytest.raises(WorkdirError, match=rf"in use by pid {os.getpid()} on host "
                                            rf"{socket.gethostname()}"):
       _claim(quick_config(), tmp_path)
@@ -221,3 +223,32 @@ def test_non_finite_checkpoint_is_one_line_naming_the_step(tmp_path):
     state, step = ckpt.restore({"w": jnp.ones(2)}, {"model": "x"})
   ckpt.close()
   assert step == 1 and sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2.corrupt"]
+
+
+def test_refused_start_writes_nothing_and_leaves_the_record_as_it_was(tmp_path, capsys):
+  """A start refused after the claim (a bad input, or an override whose model the
+  checkpoint refuses: anything raised before accept()) writes nothing: a new workdir is not
+  created, and an existing one keeps its history.jsonl, so the original command and
+  evaluate's check still take the original config."""
+  from backmix_jax.commands.evaluate import check_trained_config
+  from backmix_jax.training.checkpointing import CheckpointError
+  new = tmp_path / "new"
+  with pytest.raises(CheckpointError):
+    with claim(quick_config(), str(new)):
+      raise CheckpointError("refused by a check of the run")
+  assert not new.exists()
+  run = tmp_path / "run"
+  _claim(quick_config(), run)
+  _checkpoint(run, 23)
+  before = _listing(run)
+  with pytest.raises(CheckpointError):
+    with claim(quick_config(model="classifier32", resume="override"), str(run)):
+      raise CheckpointError("holds a different model")
+  # Only the lock was held (and emptied again) meanwhile.
+  before.pop(".lock")
+  after = _listing(run)
+  after.pop(".lock")
+  assert after == before and not (run / "history.jsonl").exists()
+  assert "continuing with a changed config" not in capsys.readouterr().out
+  _claim(quick_config(), run)
+  check_trained_config(quick_config(), str(run))

@@ -31,6 +31,7 @@ def make_open_set(train: ArraySplit, test: ArraySplit, known: Sequence[int],
   CIFAR+N, or SVHN for the OOD benchmark) replaces unknowns drawn from `test`; its
   samples are filtered by `unknown` when given.
   """
+  _check_not_empty(("training", train), ("test", test), what="images in the source's")
   if num_source_classes is None:
     num_source_classes = int(max(train.labels.max(), test.labels.max())) + 1
   check_classes(known, unknown if unknown_test is None else None, num_source_classes)
@@ -51,8 +52,21 @@ def make_open_set(train: ArraySplit, test: ArraySplit, known: Sequence[int],
                        else "every class of the source is known")
                     + "; an open-set split needs at least one unknown test sample")
   unk = ArraySplit(unk.images, np.full(len(unk), -1, np.int64))
-  return OpenSetData(train=relabel(train, known), test_known=relabel(test, known),
+  data = OpenSetData(train=relabel(train, known), test_known=relabel(test, known),
                      test_unknown=unk, known_classes=known)
+  _check_not_empty(("training", data.train), ("test", data.test_known),
+                   what=f"images of the known classes {list(known)} in the")
+  return data
+
+
+def _check_not_empty(*named_splits, what: str):
+  """DataError naming the first empty split of (name, ArraySplit) pairs: an empty training
+  or test split fails here, before training, in one line (not in a reduction further on).
+  The empty unknown test set has its own message above."""
+  for name, split in named_splits:
+    if not len(split):
+      raise DataError(f"no {what} {name} split; an open-set run needs known images to "
+                      "train on and known test images to score")
 
 
 def load_open_set(config) -> OpenSetData:

@@ -66,6 +66,8 @@ def _read(spec: str, splits: Sequence[str], *, data_dir: str | None, image_size:
     if split not in out:
       raise DataError(f"source {spec!r} has splits {', '.join(out)}, not {split!r}")
     s = out[split]
+    if not len(s.labels):  # every source passes here: one message for any empty split
+      raise DataError(f"source {spec!r} holds no images in its {split!r} split")
     result[split] = ArraySplit(conform(s.images, image_size, channels), s.labels)
   return result, names
 

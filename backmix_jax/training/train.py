@@ -21,7 +21,7 @@ from backmix_jax.training.records import MetricLogger, format_duration, log
 from backmix_jax.training.run import Run, build_run
 from backmix_jax.training.state import donatable_copy
 from backmix_jax.training.step import make_run_step
-from backmix_jax.training.workdir import claim as claim_workdir
+from backmix_jax.training.workdir import checkpoint_steps, claim as claim_workdir
 
 
 class NonFiniteError(RuntimeError):
@@ -132,11 +132,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   rerun continues only the run the workdir records (config.resume='override' to change it).
   """
   validate.check_config(config)
-  with claim_workdir(config, workdir):
-    return _train_and_evaluate(config, workdir)
+  with claim_workdir(config, workdir) as held:
+    return _train_and_evaluate(config, workdir, held)
 
 
-def _train_and_evaluate(config, workdir: str) -> dict:
+def _train_and_evaluate(config, workdir: str, held) -> dict:
   t_start = time.time()
   run = build_run(config)
   # Built before anything is written: an evaluator that cannot run (unknown set unreadable,
@@ -154,18 +154,24 @@ def _train_and_evaluate(config, workdir: str) -> dict:
       f"process(es) | global batch {config.batch_size} | {run.stream.steps_per_epoch} steps/epoch "
       f"x {config.num_epochs} epochs = {run.total_steps} steps")
 
-  ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
-  if ckpt.latest_step() is None:
-    # The step donates (deletes) the buffers it is given: run.state must outlive the loop.
-    state, start = donatable_copy(run.state), 0
-  else:
-    state, start = ckpt.restore(run.state, run.signature)
-    log(f"resume from checkpoint at step {start} in {ckpt.directory}")
-  logger = MetricLogger(workdir)
-  if start:  # readers drop the records of steps > start written before: they are replayed
-    logger.resumed_from(start)
-  step_fn = make_run_step(run)
+  ckpt = logger = None
   try:
+    if checkpoint_steps(workdir):
+      ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+      state, start = ckpt.restore(run.state, run.signature)
+      log(f"resume from checkpoint at step {start} in {ckpt.directory}")
+    else:
+      # The step donates (deletes) the buffers it is given: run.state must outlive the loop.
+      state, start = donatable_copy(run.state), 0
+    # Accepted: the config, its data and evaluators, and the checkpoint it resumes from (the
+    # model an override names included) passed their checks. The workdir is written from here.
+    held.accept()
+    if ckpt is None:
+      ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+    logger = MetricLogger(workdir)
+    if start:  # readers drop the records of steps > start written before: they are replayed
+      logger.resumed_from(start)
+    step_fn = make_run_step(run)
     with PreemptionWatch(ckpt) as preemption:
       state = _loop(run, state, start, step_fn, ckpt, logger, preemption, evaluators, workdir)
     # A checkpoint past this schedule (resumed with resume=override and fewer steps) is not
@@ -176,8 +182,10 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     log(f"train  done in {format_duration(time.time() - t_start)}; evaluating step {run.total_steps}")
     metrics = evaluate_run(run, state, workdir, logger, evaluators=evaluators)
   finally:
-    ckpt.close()
-    logger.close()
+    if ckpt is not None:
+      ckpt.close()
+    if logger is not None:
+      logger.close()
   log(report.evaluation_markdown(metrics))
   log(f"wrote metrics.json, metrics.md and plots in {workdir}")
   return metrics

@@ -1,12 +1,16 @@
 """One workdir, one run: a single-writer lock and the record of what the run is.
 
-`with claim(config, workdir): ...` is held around a whole training run:
+`with claim(config, workdir) as held: ...` is held around a whole training run, which calls
+`held.accept()` once its config, data and the checkpoint it resumes from have passed their
+checks: nothing is written in the workdir before (a bad input or a refused override leaves
+it as it was; a new workdir is not even created).
 
 - Lock: an advisory `fcntl.flock` on <workdir>/.lock, whose content names the holder
-  (pid, host). A second trainer in the same workdir is refused in one line naming them. A
+  (pid, host); a workdir that holds files is locked at once, a new or empty one on
+  acceptance. A second trainer in the same workdir is refused in one line naming them. A
   flock dies with its process, so the lock of a killed run is free again: its leftover
   content is reported in one warning line and replaced.
-- Record: the first start writes identity.json (training/identity.py: data, classes,
+- Record: the first accepted start writes identity.json (training/identity.py: data, classes,
   model and schedule) and config.json (the resolved config). Every later start must be the
   same run: one whose identity differs from the run's is refused in one line naming each
   differing field, unless config.resume='override' continues it deliberately; the new
@@ -187,9 +191,9 @@ def _record(config, workdir: str, *, write: bool):
         "or add --config.resume=override to continue this run with these settings "
         f"(recorded in {HISTORY})")
   why = "resume=override" if steps else "no checkpoint yet"
-  log(f"note   {workdir}: continuing with a changed config ({why}): {listed}; "
-      f"recorded in {HISTORY}")
   if write:
+    log(f"note   {workdir}: continuing with a changed config ({why}): {listed}; "
+        f"recorded in {HISTORY}")
     entry = dict(time=_now(), host=socket.gethostname(), pid=os.getpid(),
                  resumed_from_step=steps[-1] if steps else None, reason=why,
                  changed={k: list(v) for k, v in changed.items()}, identity=current,
@@ -299,37 +303,77 @@ def _run_failed(workdir: str, error: OSError) -> RunFailed:
   return RunFailed(f"{os.strerror(error.errno)}{where} while running in {workdir}: {resume}")
 
 
+def _holds_files(workdir: str) -> bool:
+  return not _remote(workdir) and os.path.isdir(workdir) and bool(os.listdir(workdir))
+
+
+class Claim:
+  """What `claim` yields: `accept()` records the run once its checks have passed."""
+
+  def __init__(self, config, workdir: str, writer: bool, stack: contextlib.ExitStack):
+    self.config, self.workdir, self.writer, self.stack = config, workdir, writer, stack
+    self.locked = False
+    self.accepted = False
+
+  def lock(self):
+    if self.writer and not _remote(self.workdir) and not self.locked:
+      self.stack.enter_context(_lock(self.workdir))
+      self.locked = True
+
+  def accept(self):
+    """The run is accepted (its config, data, evaluators and the checkpoint it resumes from
+    passed their checks): create and lock the workdir if that is not done yet, check the
+    record again under the lock, and write it. Raises WorkdirError. Idempotent."""
+    if self.accepted:
+      return
+    try:
+      if self.writer:
+        epath.Path(self.workdir).mkdir(parents=True, exist_ok=True)
+      new = not self.locked
+      self.lock()
+      if new and self.writer and checkpoint_steps(self.workdir):
+        # Empty when this start looked, and trained in since by another run.
+        raise WorkdirError(f"{self.workdir} gained checkpoints while this run was being "
+                           "prepared (another trainer started there); run the command again")
+      _record(self.config, self.workdir, write=self.writer)
+    except OSError as e:
+      raise WorkdirError(f"cannot use {self.workdir}: {e.strerror or e}"
+                         + (f" ({e.filename})" if e.filename else "")) from None
+    self.accepted = True
+
+
 @contextlib.contextmanager
 def claim(config, workdir: str):
-  """Hold `workdir` for one run of `config`: lock it, check or write its record (see the
-  module docstring). Raises WorkdirError before the block runs when the workdir is busy,
-  another run's or unusable; turns an OSError inside the block into RunFailed."""
+  """Hold `workdir` for one run of `config` (see the module docstring); yields a Claim.
+
+  Before the block: a workdir that already holds files is locked, and a config of another
+  run is refused (WorkdirError), writing nothing. The run calls `accept()` once its own
+  checks pass; only then is a new workdir created and locked and the record (identity.json,
+  config.json, history.jsonl) written, so a refused override or a bad input leaves the
+  workdir as it was. An OSError inside the block becomes RunFailed.
+  """
   import jax  # not at module top: see _record
   workdir = check_path(workdir)
   mode = _mode(config)
   if mode not in RESUME_MODES:
     raise WorkdirError(f"resume={mode!r} is not one of {', '.join(RESUME_MODES)}")
   writer = jax.process_index() == 0
-  started = False
-  try:
-    if writer:
-      epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    lock = _lock(workdir) if writer and not _remote(workdir) else contextlib.nullcontext()
-    with lock:
-      _record(config, workdir, write=writer)
-      started = True
-      try:
-        yield
-      except Exception as e:
-        cause = _os_error(e)
-        # The project's own errors already say what went wrong; an OSError (raw, or behind
-        # a library's wrapper) is the environment failing under a running job.
-        if cause is not None and (isinstance(e, OSError)
-                                  or not type(e).__module__.startswith("backmix_jax")):
-          raise _run_failed(workdir, cause) from e
-        raise
-  except OSError as e:
-    if started:  # an OSError without errno from the block: not the workdir's
+  with contextlib.ExitStack() as stack:
+    held = Claim(config, workdir, writer, stack)
+    try:
+      if _holds_files(workdir):  # a second trainer is refused at once, before any data
+        held.lock()
+      _record(config, workdir, write=False)  # another run's config: refused, nothing written
+    except OSError as e:
+      raise WorkdirError(f"cannot use {workdir}: {e.strerror or e}"
+                         + (f" ({e.filename})" if e.filename else "")) from None
+    try:
+      yield held
+    except Exception as e:
+      cause = _os_error(e)
+      # The project's own errors already say what went wrong; an OSError (raw, or behind
+      # a library's wrapper) is the environment failing under a running job.
+      if cause is not None and (isinstance(e, OSError)
+                                or not type(e).__module__.startswith("backmix_jax")):
+        raise _run_failed(workdir, cause) from e
       raise
-    raise WorkdirError(f"cannot use {workdir}: {e.strerror or e}"
-                       + (f" ({e.filename})" if e.filename else "")) from None

@@ -58,4 +58,6 @@ def class_names(names, labels: Sequence[np.ndarray]) -> tuple[str, ...]:
   """The source's names as strings, or '0'..'n-1' for the largest label n-1 seen."""
   if names is not None:
     return tuple(str(x) for x in names)
-  return tuple(str(i) for i in range(int(max(l.max() for l in labels)) + 1))
+  # An empty split has no largest label: the empty split itself is reported by sources._read.
+  return tuple(str(i) for i in range(int(max((l.max() for l in labels if len(l)),
+                                             default=-1)) + 1))
