@@ -22,7 +22,8 @@ UNKNOWN = flags.DEFINE_string(
     "unknown", "", "Comma-separated extra unknown sets (source specs: tfds:<name>, "
     "npz:<path>, folder:<path>, ...) to score the known test set against, one row each.")
 OUT = flags.DEFINE_string("out", "", "Directory for the files written (default: the workdir; "
-                          "use it for read-only workdirs).")
+                          "use it for read-only workdirs). One holding another run's record "
+                          "or metrics is refused.")
 flags.adopt_module_key_flags(cli)
 
 

@@ -184,6 +184,28 @@ def evaluate_truncated_config(tmp_path, monkeypatch):
   return _status(lambda: check_trained_config(quick_config(), str(tmp_path)))
 
 
+RUN_BLOCK = dict(dataset="digits", protocol="arpl", trial=0, known_classes=[6, 3, 4, 9, 8, 2],
+                 model="cnn_small", framework="softmax", backmix=True, num_epochs=1,
+                 total_steps=23, arpl_compat=False)
+
+
+def evaluate_out(files):
+  """check_out of `evaluate --out DIR` where DIR holds `files` (name -> JSON value): what
+  evaluate runs before it writes anything."""
+  def run(tmp_path, monkeypatch):
+    import json
+    from backmix_jax.commands.evaluate import check_out
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, value in files.items():
+      (out / name).write_text(json.dumps(value))
+    before = {p.name: p.read_text() for p in out.iterdir()}
+    status = _status(lambda: check_out(str(out), str(tmp_path / "run"), RUN_BLOCK))
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
+    return status
+  return run
+
+
 def ctrl_c(tmp_path, monkeypatch):
   def interrupted():
     raise KeyboardInterrupt
@@ -308,6 +330,13 @@ CASES = [
     ("workdir of another run", another_run, 2, "holds a different model or schedule"),
     ("truncated identity.json", truncated_identity, 2, "identity.json is unreadable"),
     ("evaluate, truncated config.json", evaluate_truncated_config, 2, "config.json is unreadable"),
+    ("evaluate --out another workdir", evaluate_out({"identity.json": {}, "config.json": {},
+                                                      "metrics.json": {"run": RUN_BLOCK}}), 2,
+     "holds another run's record (identity.json, config.json)"),
+    ("evaluate --out another run's metrics",
+     evaluate_out({"metrics_unknown.json": {"run": dict(RUN_BLOCK, model="classifier32")}}), 2,
+     "holds metrics of another run (metrics_unknown.json: model 'classifier32' there, "
+     "'cnn_small' here)"),
     ("Ctrl-C", ctrl_c, 130, "interrupted by Ctrl-C"),
     # The command line: flags, the config file, --workdir, --distributed.
     ("config file missing", command("--workdir={tmp}/run", config_file="no/such/config.py"), 2,
@@ -344,3 +373,18 @@ def test_orbax_logs_of_a_reported_os_error_are_dropped():
   assert not exit_codes.not_a_reported_os_error(record)
   other = logging.LogRecord("absl", logging.ERROR, "x.py", 1, "another failure", (), None)
   assert exit_codes.not_a_reported_os_error(other)
+
+
+def test_evaluate_out_takes_a_new_dir_or_this_runs_evaluations(tmp_path):
+  """--out is refused only for another run's files: a new or empty directory, the workdir
+  itself, and one holding this run's evaluations (ARPL-mode ones included) are taken."""
+  import json
+  from backmix_jax.commands.evaluate import check_out
+  out = tmp_path / "out"
+  check_out(str(out), str(tmp_path / "run"), RUN_BLOCK)
+  out.mkdir()
+  check_out(str(out), str(tmp_path / "run"), RUN_BLOCK)
+  (out / "metrics_arpl.json").write_text(json.dumps({"run": dict(RUN_BLOCK, arpl_compat=True)}))
+  check_out(str(out), str(tmp_path / "run"), RUN_BLOCK)
+  (out / "identity.json").write_text("{}")
+  check_out(str(out), str(out), RUN_BLOCK)

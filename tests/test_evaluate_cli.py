@@ -232,3 +232,67 @@ def test_checkpoint_signature_is_checked_without_a_training_config(trained, tmp_
   shutil.copytree(workdir / "checkpoints", tmp_path / "checkpoints")
   with pytest.raises(CheckpointError, match="holds a different model .*num_classes"):
     evaluate_checkpoint(digits_config(known_classes=(0, 1, 2)), str(tmp_path))
+
+
+def _listing(root):
+  """Every path under `root` with its mtime and size: what a reader must leave as it was."""
+  return {str(p.relative_to(root)): (p.lstat().st_mtime_ns, p.lstat().st_size)
+          for p in root.rglob("*")}
+
+
+def test_evaluate_out_refuses_another_runs_workdir(trained, tmp_path, compile_cache):
+  """--out naming another run's workdir (its record and metrics): one line, exit code 2,
+  its files untouched; evaluate never overwrites another run's metrics.json."""
+  workdir, _, _ = trained
+  other = tmp_path / "other"
+  shutil.copytree(workdir, other)
+  before = _listing(other)
+  r = run_cli("experiments.evaluate", workdir, f"--out={other}", env=compile_cache)
+  assert r.returncode == 2, r.stderr[-3000:]
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and "holds another run's record (identity.json, config.json" in lines[0]
+  assert _listing(other) == before
+
+
+def test_damaged_newest_checkpoint_is_reported_and_the_workdir_left_as_it_was(
+    trained, tmp_path, compile_cache):
+  """Evaluation reads a workdir, never changes it: with the newest checkpoint damaged,
+  evaluate --out (what README offers for a read-only workdir) ends in one line naming the
+  step and the older steps, exit code 2, without Orbax's or Python's warnings, and nothing
+  in the workdir is renamed or written; --step of an older one then evaluates into --out."""
+  workdir, _, _ = trained
+  run = tmp_path / "run"
+  shutil.copytree(workdir, run)
+  for path in (run / "checkpoints" / str(FINAL_STEP) / "state").rglob("*"):
+    if path.is_file():
+      path.write_bytes(b"\0garbage")
+  before = _listing(run)
+  r = run_cli("experiments.evaluate", run, f"--out={tmp_path / 'out'}", env=compile_cache)
+  assert r.returncode == 2, r.stderr[-3000:]
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1, r.stderr
+  assert lines[0].startswith(f"error: checkpoint at step {FINAL_STEP} in ") and \
+      "is unreadable" in lines[0] and "steps [2, 4]" in lines[0], lines[0]
+  assert _listing(run) == before
+  r = run_cli("experiments.evaluate", run, "--step", "4", f"--out={tmp_path / 'out'}",
+              env=compile_cache)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert (tmp_path / "out" / "metrics_step4.json").exists() and _listing(run) == before
+
+
+def test_refused_override_leaves_the_run_record_as_it_was(trained, tmp_path):
+  """resume=override with a model the checkpoint refuses: refused (the checkpoint holds
+  another model), and history.jsonl is not written, so the original config is still the
+  run's for training and evaluate."""
+  from backmix_jax.commands.evaluate import check_trained_config
+  from backmix_jax.training.train import train_and_evaluate
+  from backmix_jax.training.workdir import claim
+  workdir, _, _ = trained
+  run = tmp_path / "run"
+  shutil.copytree(workdir, run)
+  with pytest.raises(CheckpointError, match="holds a different model"):
+    train_and_evaluate(digits_config(model="classifier32", resume="override"), str(run))
+  assert not (run / "history.jsonl").exists()
+  check_trained_config(digits_config(), str(run))
+  with claim(digits_config(), str(run)) as held:
+    held.accept()

@@ -10,14 +10,18 @@ suffix (`output_tag`: _step<N>, _arpl, _unknown) so it never overwrites it.
 """
 from __future__ import annotations
 
+import json
+import os
+
 from backmix_jax.evaluation import report
 from backmix_jax.evaluation.evaluators import build_evaluators
 from backmix_jax.training import identity, validate
 from backmix_jax.training.checkpointing import Checkpointer, CheckpointError
 from backmix_jax.training.records import log
 from backmix_jax.training.run import build_run
-from backmix_jax.training.train import evaluate_run
-from backmix_jax.training.workdir import checkpoint_steps, trained_config
+from backmix_jax.training.train import evaluate_run, run_record
+from backmix_jax.training.workdir import (CONFIG, HISTORY, IDENTITY, WorkdirError,
+                                          checkpoint_steps, trained_config)
 
 
 def check_trained_config(config, workdir: str):
@@ -36,6 +40,38 @@ def check_trained_config(config, workdir: str):
              for key, (trained, given) in changed.items()]
     raise CheckpointError(f"{workdir} was trained with another config ({'; '.join(diffs)}); "
                           f"evaluate with the training config, saved in {path}")
+
+
+def check_out(out: str, workdir: str, record: dict):
+  """Raise WorkdirError when `out` (evaluate --out) is another run's: it holds a workdir's
+  record (identity.json, config.json, history.jsonl, checkpoints/) or a metrics*.json whose
+  `run` block differs from `record` (this evaluation's, `train.run_record`) in anything but
+  arpl_compat. A new or empty directory, the workdir itself, or one holding evaluations of
+  the same run is fine. Checked before anything is written, so nothing is overwritten."""
+  if not out or not os.path.isdir(out) or os.path.realpath(out) == os.path.realpath(workdir):
+    return
+  names = sorted(os.listdir(out))
+  found = [n for n in (IDENTITY, CONFIG, HISTORY, "checkpoints") if n in names]
+  if found:
+    raise WorkdirError(f"--out {out} holds another run's record ({', '.join(found)}); this "
+                       "evaluation would overwrite its metrics: choose a new or empty "
+                       "directory, or one holding evaluations of this run only")
+  mine = {k: v for k, v in record.items() if k != "arpl_compat"}
+  for name in names:
+    if not (name.startswith("metrics") and name.endswith(".json")):
+      continue
+    try:
+      with open(os.path.join(out, name)) as f:
+        theirs = json.load(f).get("run") or {}
+    except (OSError, ValueError, AttributeError):
+      theirs = {}
+    changed = identity.differences(mine, theirs) if theirs else {}
+    if not theirs or changed or set(mine) - set(theirs):
+      what = (", ".join(f"{k} {b!r} there, {a!r} here" for k, (a, b) in changed.items())
+              or "no run record to compare with")
+      raise WorkdirError(f"--out {out} holds metrics of another run ({name}: {what}); this "
+                         "evaluation would mix with or overwrite them: choose a new or empty "
+                         "directory, or one holding evaluations of this run only")
 
 
 def output_tag(step: int, total_steps: int, *, arpl_compat: bool = False,
@@ -73,6 +109,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
     raise CheckpointError(f"no checkpoint at step {step} in {workdir}; available: {steps}")
   check_trained_config(config, workdir)
   run = build_run(config) if run is None else run
+  check_out(out, workdir, run_record(run))
   # Unknown sets are read before the checkpoint: a bad one fails in a second, nothing written.
   only = {"unknown_sets": dict(sources=unknown)} if unknown else None
   evaluators = build_evaluators(run, workdir, only=only,
