@@ -252,3 +252,11 @@ def test_refused_start_writes_nothing_and_leaves_the_record_as_it_was(tmp_path, 
   assert "continuing with a changed config" not in capsys.readouterr().out
   _claim(quick_config(), run)
   check_trained_config(quick_config(), str(run))
+
+
+def test_a_claim_left_without_accept_is_a_bug_not_a_silent_unrecorded_run(tmp_path):
+  """A caller that forgets accept() would train unrecorded (and, in a new workdir,
+  unlocked): the claim says so instead of ending quietly."""
+  with pytest.raises(RuntimeError, match="ended without accept"):
+    with claim(quick_config(), str(tmp_path / "run")):
+      pass

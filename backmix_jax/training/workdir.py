@@ -369,6 +369,9 @@ def claim(config, workdir: str):
                          + (f" ({e.filename})" if e.filename else "")) from None
     try:
       yield held
+      if not held.accepted:  # a caller's bug: its run would go unrecorded and, new, unlocked
+        raise RuntimeError(f"claim of {workdir} ended without accept(): call it once the "
+                           "run's checks pass, before the run writes in the workdir")
     except Exception as e:
       cause = _os_error(e)
       # The project's own errors already say what went wrong; an OSError (raw, or behind
