@@ -32,7 +32,7 @@ NAN_POLICIES = ("stop", "skip_step")
 
 
 def backmix_images(rng, model, framework, state: TrainState, images, labels, batch, bcfg,
-                   normalization: str, steps_per_epoch: int, fill=None):
+                   normalization: str, steps_per_epoch: int, fill=None, mix_prob=None):
   """Mix background patches into normalised images [b,H,W,C] of one device.
 
   Returns (images [b,H,W,C], new bank). The CAMs come from a gradient-free forward of
@@ -40,8 +40,12 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
   teacher in state.teacher (cam_source='oracle': from the batch's true masks fg_mask [b,H,W]);
   in bank mode partners come from the batch's second stream and their CAMs from the
   bank, which is refreshed (EMA) with the CAMs of this batch. `fill`: the value of
-  masked pixels, scalar or [C]; None means bcfg.fill (fill_mode='constant').
+  masked pixels, scalar or [C]; None means bcfg.fill (fill_mode='constant'). `mix_prob`:
+  bcfg.mix_prob when None, else a (traced) replacement: a sweep (training/sweep.py) turns
+  BackMix off for some of its runs with mix_prob=0, which returns the clean images exactly.
   """
+  if mix_prob is None:
+    mix_prob = bcfg.mix_prob
   if fill is None:
     if bcfg.fill_mode != "constant":
       raise ValueError(f"backmix.fill_mode={bcfg.fill_mode!r} needs its fill value passed in "
@@ -58,14 +62,14 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
     mixed = backmix.apply_backmix_from_sources(
         rng, images, partner_images, bank[batch["partner_index"]],
         target_cams=bank[batch["index"]] if own else None,
-        **backmix.config_kwargs(bcfg, fill, from_sources=True))
+        **dict(backmix.config_kwargs(bcfg, fill, from_sources=True), mix_prob=mix_prob))
     # Every device refreshes its own rows; gathering keeps the bank replicated.
     all_idx = lax.all_gather(batch["index"], DATA_AXIS, tiled=True, to="invarying")
     all_cams = lax.all_gather(cams, DATA_AXIS, tiled=True, to="invarying")
     bank = backmix.update_bank(bank, all_idx, all_cams, momentum=bcfg.bank_momentum)
   else:
     mixed = backmix.apply_backmix(rng, images, cams, labels=labels,
-                                  **backmix.config_kwargs(bcfg, fill))
+                                  **dict(backmix.config_kwargs(bcfg, fill), mix_prob=mix_prob))
   if bcfg.warmup_epochs:
     active = state.step >= int(bcfg.warmup_epochs * steps_per_epoch)
     mixed = jnp.where(active, mixed, images)
@@ -73,10 +77,11 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
 
 
 def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, config,
-                    steps_per_epoch: int, fill=None):
+                    steps_per_epoch: int, fill=None, mix_prob=None):
   """One device's part of a train step. batch: image uint8 [b,H,W,C], label int32 [b],
   index int32 [b] (+ partner_image, partner_index in bank mode; + fg_mask bool [b,H,W] when
-  the data has true masks). fill: see `backmix_images`. Returns (state, metrics)."""
+  the data has true masks). fill, mix_prob: see `backmix_images` (a sweep passes both
+  traced, one value per run). Returns (state, metrics)."""
   dcfg, bcfg = config.data, config.backmix
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   key = jax.random.fold_in(key, lax.axis_index(DATA_AXIS))  # each device its own draws
@@ -86,7 +91,7 @@ def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, con
   bank = state.bank
   if bcfg.enabled:
     mixed, bank = backmix_images(k_mix, model, framework, state, images, labels, batch, bcfg,
-                                 dcfg.normalize, steps_per_epoch, fill)
+                                 dcfg.normalize, steps_per_epoch, fill, mix_prob)
     if bcfg.train_on == "mix+clean":
       mixed = jnp.concatenate([mixed, images])
       labels = jnp.concatenate([labels, labels])
