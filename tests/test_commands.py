@@ -12,10 +12,17 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ("--config", "--workdir", "--show_config", "--distributed")
 
 
+# Every command in experiments/: each goes through commands/cli.py's one parser.
+COMMANDS = sorted(f"experiments.{p.stem}" for p in (REPO / "experiments").glob("*.py")
+                  if p.stem != "__init__")
+
+
 def _help(command):
-  """stdout of `command --help` (absl ends --help with exit code 1, by its own convention)."""
+  """stdout of `command --help`, which exits 0: the help was asked for and printed (absl
+  exits 1, which the docs reserve for a failure after training started)."""
   r = _run(command, "--help")
   assert "Traceback" not in r.stderr and r.stdout, r.stderr[-2000:]
+  assert r.returncode == 0, (command, r.returncode)
   return r.stdout
 
 
@@ -70,3 +77,31 @@ def test_fgbg_examples_draws_the_diagnostic_from_a_config(tmp_path):
            "--config.data.composite.max_test_per_condition=8", "--num", "3", "--out", str(out))
   assert r.returncode == 0, r.stderr[-2000:]
   assert r.stdout.strip() == f"wrote {out}" and out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_exits_0(command):
+  """--help and --helpfull of every command print the help and exit 0 (absl: 1)."""
+  assert "--config" in _help(command)
+  r = _run(command, "--helpfull")
+  assert r.returncode == 0 and "--config" in r.stdout, (r.returncode, r.stderr[-2000:])
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_refuses_positional_arguments_in_one_line(command, tmp_path):
+  """absl leaves a positional argument to main, which dropped it: `--config.backmix.enabled
+  False` (a space, not '=') trained with BackMix on, and `train ... extra_arg` ran in full.
+  Every command refuses both in one line, exit 2, before any work; the first says how to
+  write the flag."""
+  r = _run(command, "--config=configs/digits.py", f"--workdir={tmp_path}/run",
+           "--config.backmix.enabled", "False")
+  assert (r.returncode, r.stderr.strip()) == (
+      2, "error: unexpected argument 'False' after --config.backmix.enabled: write "
+      "--config.backmix.enabled=False (a flag's value follows '='; a boolean flag alone "
+      "means True)"), r.stderr[-2000:]
+  r = _run(command, "--config=configs/digits.py", f"--workdir={tmp_path}/run",
+           "extra_arg")
+  assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+      "error: unexpected argument 'extra_arg': the commands take flags only "
+      "(--<name>=<value>; --help lists them)"], r.stderr[-2000:]
+  assert r.stdout == "" and not (tmp_path / "run").exists()

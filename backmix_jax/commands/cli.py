@@ -2,8 +2,10 @@
 quiet TensorFlow, one-line errors.
 
 The entry points in experiments/ are flags plus one library call each; this module is what
-they share (`run_main` runs a command's main). Every command adopts these flags as its own
-(`flags.adopt_module_key_flags(cli)`), so its --help lists them beside its own. Exit codes
+they share (`run_main` runs a command's main, after `_parse_flags`, the one parser of every
+command line: flags only, a positional argument is refused, --help exits 0). Every command
+adopts these flags as its own (`flags.adopt_module_key_flags(cli)`), so its --help lists
+them beside its own. Exit codes
 and the one line each failure ends with are defined in backmix_jax/commands/exit_codes.py:
 0 done, 2 a bad input found before work started, 1 a failure after training started, 130
 Ctrl-C; a traceback means a bug.
@@ -19,6 +21,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
 # Both light (no JAX): --help and flag errors stay fast.
@@ -68,14 +71,46 @@ def maybe_initialize_distributed():
                         "one host)") from None
 
 
+# absl's help flags: each prints what was asked and exits 1 (absl's convention).
+HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
+
+
+def _asked_for_help(argv) -> bool:
+  args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+  return any(a.lstrip("-").partition("=")[0] in HELP_FLAGS for a in args if a.startswith("-"))
+
+
+def _refuse_arguments(argv, rest) -> None:
+  """The commands take flags only: a positional argument would be dropped silently, and
+  the usual one is the value of a boolean flag written after a space (absl reads
+  `--config.backmix.enabled False` as the flag alone, i.e. True, then 'False')."""
+  if len(rest) <= 1:
+    return
+  extra = rest[1]
+  at = argv.index(extra, 1)
+  flag = argv[at - 1] if at > 1 else ""
+  if flag.startswith("-") and flag != "--" and "=" not in flag:
+    msg = (f"unexpected argument {extra!r} after {flag}: write {flag}={extra} (a flag's "
+           "value follows '='; a boolean flag alone means True)")
+  else:
+    msg = (f"unexpected argument {extra!r}: the commands take flags only "
+           "(--<name>=<value>; --help lists them)")
+  print(f"error: {msg}", file=sys.stderr)
+  sys.exit(2)
+
+
 def _parse_flags(argv, *, require_workdir: bool = True):
-  """Unknown fields and bad override values end in one line, not a traceback."""
+  """The one parser of every command's command line: unknown fields, bad override values
+  and positional arguments end in one line (exit 2), not a traceback or a silent drop;
+  --help and its kin exit 0."""
   try:
     rest = flags.FLAGS(argv)
-    if CONFIG.value is not None:
-      # ml_collections defers a config file that cannot be read (missing, unreadable) to
-      # its first use: use it here, so that it fails with the other flag errors.
-      CONFIG.value.keys()
+    for name in flags.FLAGS:
+      flag = flags.FLAGS[name]
+      if isinstance(flag.parser, ConfigFileFlagParser) and flag.value is not None:
+        # ml_collections defers a config file that cannot be read (missing, unreadable)
+        # to its first use: use it here, so that it fails with the other flag errors.
+        flag.value.keys()
   except Exception as e:  # flags, or the config file's own code (a SyntaxError, ...)
     # A config file that fails to load arrives with its traceback inside the message: keep
     # the last line, which names the problem.
@@ -89,6 +124,11 @@ def _parse_flags(argv, *, require_workdir: bool = True):
       msg = f"cannot load the config file: {msg}"  # the message names the file
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
+  except SystemExit as e:
+    if e.code == 1 and _asked_for_help(argv):  # help was printed, as asked: a success
+      sys.exit(0)
+    raise
+  _refuse_arguments(argv, rest)
   missing = [f"--{name}" for name, flag in (("config", CONFIG), ("workdir", WORKDIR))
              if flag.value is None and (name == "config" or (require_workdir
                                                               and not SHOW_CONFIG.value))]
