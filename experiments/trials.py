@@ -3,6 +3,7 @@
 python -m experiments.trials --config configs/digits.py --workdir runs/trials --trials 0-4 --train
 python -m experiments.trials ... --train --baseline   # also BackMix off, in trial_<t>_plain
 python -m experiments.trials ...                      # only collect what is already there
+python -m experiments.trials ... --train --baseline --sweep [--seeds 0-2]  # one program
 
 Trial t runs in <workdir>/trial_<t> with --config.trial=t. Finished trials are collected,
 trials with a final checkpoint evaluated, the others trained with --train (resuming) or
@@ -30,7 +31,19 @@ TRAIN = flags.DEFINE_bool("train", False, "Train the trials that have no final r
                           "(resuming partial runs). Without it, only collect.")
 BASELINE = flags.DEFINE_bool("baseline", False, "Also the same trials with BackMix off, in "
                              "<workdir>/trial_<t>_plain.")
+SWEEP = flags.DEFINE_bool("sweep", False, "Train the runs that need training together, as one "
+                          "jitted program (vmapped over runs); each run keeps its own workdir "
+                          "and record. Only seed, trial and BackMix on/off may differ.")
+SEEDS = flags.DEFINE_string("seeds", None, "Also these seeds for every trial and method "
+                            "('0-2', '0,3'), in <workdir>/trial_<t>[_plain]_seed<s>.")
 flags.adopt_module_key_flags(cli)
+
+
+def _seeds(spec):
+  if spec is None:
+    return None
+  from backmix_jax.commands.trials import parse_trials  # after flag parsing: no JAX for --help
+  return parse_trials(spec, num_trials=10**6)
 
 
 def main(argv):
@@ -38,7 +51,8 @@ def main(argv):
   # After flag parsing: --help and flag errors need no JAX.
   from backmix_jax.commands.trials import parse_trials, run_trials
   run_trials(cli.CONFIG.value, cli.WORKDIR.value, parse_trials(TRIALS.value),
-             train=TRAIN.value, baseline=BASELINE.value)
+             train=TRAIN.value, baseline=BASELINE.value, sweep=SWEEP.value,
+             seeds=_seeds(SEEDS.value))
 
 
 if __name__ == "__main__":

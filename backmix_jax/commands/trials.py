@@ -25,6 +25,7 @@ from backmix_jax.training import identity, validate
 from backmix_jax.training.checkpointing import CheckpointError
 from backmix_jax.training.records import log
 from backmix_jax.training.run import build_run
+from backmix_jax.training.sweep import train_sweep
 from backmix_jax.training.train import train_and_evaluate
 from backmix_jax.training.workdir import checkpoint_steps
 
@@ -60,16 +61,20 @@ BACKMIX = Method("backmix", "BackMix", True, "")
 PLAIN = Method("plain", "baseline (BackMix off)", False, "_plain")
 
 
-def trial_config(config, trial: int, backmix: bool):
-  """A copy of `config` for trial `trial`, with BackMix on or off."""
+def trial_config(config, trial: int, backmix: bool, seed: int | None = None):
+  """A copy of `config` for trial `trial`, with BackMix on or off (and `seed`, if given)."""
   c = copy.deepcopy(config)
   c.trial = trial
   c.backmix.enabled = backmix
+  if seed is not None:
+    c.seed = seed
   return c
 
 
-def trial_dir(workdir: str, trial: int, method: Method) -> str:
-  return os.path.join(workdir, f"trial_{trial}{method.suffix}")
+def trial_dir(workdir: str, trial: int, method: Method, seed: int | None = None) -> str:
+  """<workdir>/trial_<t>[_plain], with --seeds <workdir>/trial_<t>[_plain]_seed<s>."""
+  tail = "" if seed is None else f"_seed{seed}"
+  return os.path.join(workdir, f"trial_{trial}{method.suffix}{tail}")
 
 
 def final_metrics(config, directory: str) -> tuple[dict | None, str]:
@@ -122,8 +127,14 @@ def collect_or_train(config, directory: str, *, train: bool) -> tuple[dict | Non
 
 
 def run_trials(config, workdir: str, trials: list[int], *, train: bool = False,
-               baseline: bool = False) -> dict:
+               baseline: bool = False, sweep: bool = False, seeds: list[int] | None = None
+               ) -> dict:
   """Collect (or train) every trial, summarise, and write trials.json / trials.md.
+
+  seeds: each trial x method also with these seeds (keys '<t>_seed<s>' in per_trial, the
+  summary over every trial and seed). sweep: the runs that need training train together
+  as one program (training/sweep.py) instead of one after another; runs that cannot share
+  one program (e.g. different steps per epoch) are refused with ConfigError.
 
   Returns the record written to trials.json. Raises CheckpointError when not one trial
   has a result, ConfigError for --baseline on a config with BackMix already off.
@@ -138,30 +149,47 @@ def run_trials(config, workdir: str, trials: list[int], *, train: bool = False,
   log(f"trials {config.dataset}, {config.protocol} split protocol, trials {trials}, "
       f"{' and '.join(m.label for m in methods)} in {workdir}")
 
-  record = dict(benchmark=config.dataset, protocol=config.protocol, trials=trials,
+  record = dict(benchmark=config.dataset, protocol=config.protocol, trials=trials, seeds=seeds,
                 metric_mode="exact", std="sample std (ddof=1) over trials",
                 config=dict(model=config.model, framework=config.framework,
                             score=config.score, num_epochs=config.num_epochs),
                 methods={})
+  queued = []  # (entry, key, config, directory) of the runs a sweep trains
   for method in methods:
     entry = dict(label=method.label, backmix=method.backmix, per_trial={}, missing={},
                  workdirs={})
-    for t in trials:
-      d = trial_dir(workdir, t, method)
-      entry["workdirs"][str(t)] = d
-      log(f"\ntrial {t} {method.label}: {d}")
-      metrics, how = collect_or_train(trial_config(config, t, method.backmix), d, train=train)
-      log(f"trial {t} {method.label}: {how}")
-      if metrics is None:
-        entry["missing"][str(t)] = how
-      else:
-        entry["per_trial"][str(t)] = metrics
-    if entry["per_trial"]:
-      done = [int(t) for t in entry["per_trial"]]
-      entry["row"] = (f"{method.label} [{config.protocol} protocol, trials "
-                      f"{','.join(map(str, done))}]")
-      entry["summary"] = report.summarize_trials(list(entry["per_trial"].values()))
     record["methods"][method.key] = entry
+    for t in trials:
+      for seed in (seeds or [None]):
+        key = str(t) if seed is None else f"{t}_seed{seed}"
+        d = trial_dir(workdir, t, method, seed)
+        entry["workdirs"][key] = d
+        log(f"\ntrial {key} {method.label}: {d}")
+        cfg = trial_config(config, t, method.backmix, seed)
+        metrics, how = collect_or_train(cfg, d, train=train and not sweep)
+        if metrics is None and train and sweep:
+          queued.append((entry, key, cfg, d))
+          log(f"trial {key} {method.label}: queued for the sweep")
+          continue
+        log(f"trial {key} {method.label}: {how}")
+        if metrics is None:
+          entry["missing"][key] = how
+        else:
+          entry["per_trial"][key] = metrics
+  if queued:
+    log(f"\nsweep of {len(queued)} runs: " + ", ".join(f"{os.path.basename(q[3])}"
+                                                       for q in queued))
+    results = train_sweep([q[2] for q in queued], [q[3] for q in queued])
+    for (entry, key, _, _), metrics in zip(queued, results):
+      entry["per_trial"][key] = metrics
+  for method in methods:
+    entry = record["methods"][method.key]
+    entry["per_trial"] = dict(sorted(entry["per_trial"].items()))
+    if entry["per_trial"]:
+      done = list(entry["per_trial"])
+      entry["row"] = (f"{method.label} [{config.protocol} protocol, trials "
+                      f"{','.join(done)}]")
+      entry["summary"] = report.summarize_trials(list(entry["per_trial"].values()))
   if not any(e["per_trial"] for e in record["methods"].values()):
     missing = "; ".join(f"{os.path.basename(e['workdirs'][t])}: {why}"
                         for e in record["methods"].values() for t, why in e["missing"].items())

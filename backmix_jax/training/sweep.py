@@ -47,7 +47,7 @@ from backmix_jax.training.run import Run, build_run
 from backmix_jax.training.step import per_device_step
 from backmix_jax.training.train import (NonFiniteError, Preempted, PreemptionWatch,
                                         evaluate_run, log_evaluations)
-from backmix_jax.training.workdir import claim as claim_workdir
+from backmix_jax.training.workdir import checkpoint_steps, claim as claim_workdir
 
 # Config fields that may differ between the runs of one sweep; every other field must match.
 SWEEP_VARIES = ("seed", "trial", "known_classes", "backmix.enabled")
@@ -263,11 +263,11 @@ def sweep_batches(streams, start_step: int, end_step: int):
     yield {k: np.stack([b[k] for b in group]) for k in group[0]}
 
 
-def common_start(ckpts) -> int:
-  """The newest step every run has a checkpoint of; 0 when there is none."""
+def common_start(workdirs) -> int:
+  """The newest step every run's workdir has a checkpoint of; 0 when there is none."""
   common = None
-  for ckpt in ckpts:
-    steps = set(ckpt.all_steps())
+  for workdir in workdirs:
+    steps = set(checkpoint_steps(workdir))
     common = steps if common is None else common & steps
   return max(common) if common else 0
 
@@ -283,10 +283,10 @@ def train_sweep(configs, workdirs) -> list[dict]:
   for config in configs:
     validate.check_config(config)
   check_sweep(configs)
-  with contextlib.ExitStack() as held:
-    for config, workdir in zip(configs, workdirs):
-      held.enter_context(claim_workdir(config, str(workdir)))
-    return _train_sweep(configs, [str(w) for w in workdirs])
+  with contextlib.ExitStack() as stack:
+    claims = [stack.enter_context(claim_workdir(config, str(workdir)))
+              for config, workdir in zip(configs, workdirs)]
+    return _train_sweep(configs, [str(w) for w in workdirs], claims)
 
 
 def _describe(run: Run) -> str:
@@ -294,7 +294,7 @@ def _describe(run: Run) -> str:
   return (f"trial {c.trial} seed {c.seed} BackMix {'on' if c.backmix.enabled else 'off'}")
 
 
-def _train_sweep(configs, workdirs: list[str]) -> list[dict]:
+def _train_sweep(configs, workdirs: list[str], claims) -> list[dict]:
   t_start = time.time()
   sweep = build_sweep(configs)
   evaluators = [build_evaluators(run, w) for run, w in zip(sweep.runs, workdirs)]
@@ -306,17 +306,24 @@ def _train_sweep(configs, workdirs: list[str]) -> list[dict]:
   for run, w in zip(sweep.runs, workdirs):
     log(f"run    {_describe(run)}: known classes {list(run.data.known_classes)} | train "
         f"{len(run.data.train)} | {w}")
-  ckpts = [checkpointing.Checkpointer(w, keep=c.keep_checkpoints)
-           for c, w in zip(configs, workdirs)]
-  loggers = []
+  ckpts, loggers = [], []
   try:
-    start = common_start(ckpts)
+    start = common_start(workdirs)
     if start:
+      ckpts = [checkpointing.Checkpointer(w, keep=c.keep_checkpoints)
+               for c, w in zip(configs, workdirs)]
       states = [ckpt.restore(run.state, run.signature, step=start)[0]
                 for ckpt, run in zip(ckpts, sweep.runs)]
       log(f"resume every run from its checkpoint at step {start}")
     else:
       states = [run.state for run in sweep.runs]
+    # Every run accepted (config, data, evaluators, the checkpoint it resumes from checked):
+    # the workdirs are written from here (training/workdir.py).
+    for held in claims:
+      held.accept()
+    if not ckpts:
+      ckpts = [checkpointing.Checkpointer(w, keep=c.keep_checkpoints)
+               for c, w in zip(configs, workdirs)]
     loggers = [MetricLogger(w) for w in workdirs]
     if start:
       for logger in loggers:
