@@ -350,6 +350,14 @@ CASES = [
     ("--config.known_classes=abc",
      command("--workdir={tmp}/run", "--config.known_classes=abc"), 2,
      "known_classes must be class ids"),
+    ("a boolean flag's value after a space",
+     command("--workdir={tmp}/run", "--config.backmix.enabled", "False"), 2,
+     "write --config.backmix.enabled=False"),
+    ("a positional argument", command("--workdir={tmp}/run", "extra_arg"), 2,
+     "unexpected argument 'extra_arg': the commands take flags only"),
+    ("unknown tfds name",
+     command("--workdir={tmp}/run", "--config.data.source=tfds:no_such_dataset"), 2,
+     "tfds has no dataset 'no_such_dataset' (closest: "),
 ]
 
 

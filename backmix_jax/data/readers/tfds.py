@@ -4,6 +4,8 @@ unless asked). A dataset's short name (mnist, svhn, ...) reads its registered tf
 """
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
 from backmix_jax.data.benchmarks import DATASETS
@@ -12,6 +14,16 @@ from backmix_jax.data.readers import ReadRequest, Reader, class_names
 
 # Short name -> tfds name, of every registered dataset that TFDS has.
 TFDS_NAMES = {d.name: d.tfds_name for d in DATASETS.values() if d.tfds_name}
+
+
+def unknown_name(name: str, known) -> str:
+  """One line for a tfds name that is not registered, with the closest registered names
+  (difflib; a config or version after '/' or ':' is not part of the name)."""
+  base = name.split("/")[0].split(":")[0]
+  close = difflib.get_close_matches(base, list(known), n=3, cutoff=0.6)
+  hint = (f"closest: {', '.join(close)}" if close else
+          "tensorflow_datasets.list_builders() lists them")
+  return f"tfds has no dataset {base!r} ({hint})"
 
 
 def read(name: str, request: ReadRequest):
@@ -26,7 +38,10 @@ def read(name: str, request: ReadRequest):
                     "use an npz: or folder: source instead") from None
   try:
     builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # tfds raises its own DatasetNotFoundError and registry errors
+  except tfds.core.DatasetNotFoundError:
+    # tfds' own message lists all of its ~450 names, one per line: name the closest few.
+    raise DataError(unknown_name(name, tfds.list_builders(with_community_datasets=False))) from None
+  except Exception as e:  # tfds' registry errors (a bad config or version of a known name)
     raise DataError(f"tfds cannot build dataset {name!r}: {e}") from None
   if request.download:
     builder.download_and_prepare()
