@@ -137,3 +137,42 @@ def test_override_with_a_shorter_schedule_never_relabels_a_checkpoint(tmp_path):
   assert metrics["step"] == 5
   (entry,) = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
   assert entry["changed"] == {"batch_size": [128, 192]}
+
+
+class _Killed(Exception):
+  """What the default SIGTERM handler would do to the command (exit 143, no message, the
+  lock's content left behind), as an exception the test can see."""
+
+
+def test_sigterm_during_the_final_evaluation_is_one_line_and_frees_the_workdir(tmp_path,
+                                                                               monkeypatch):
+  """SIGTERM while the final model is evaluated ends like SIGTERM during training: the
+  Preempted line saying the checkpoint is saved and how to go on, exit code 0, the lock
+  released, the handler restored; the rerun evaluates the saved final checkpoint."""
+  real = train.evaluate_run
+
+  def evaluate_run(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+  monkeypatch.setattr(train, "evaluate_run", evaluate_run)
+
+  def killed(signum, frame):
+    raise _Killed
+  previous = signal.signal(signal.SIGTERM, killed)
+  try:
+    with pytest.raises(Preempted) as stop:
+      train_and_evaluate(tiny(), str(tmp_path))
+    assert signal.getsignal(signal.SIGTERM) is killed  # restored
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  code, line = exit_codes.exit_status(stop.value)
+  assert code == 0
+  assert line.startswith(f"stopped by SIGTERM before the final evaluation of step {TOTAL} "
+                         "finished; checkpoint saved in"), line
+  assert line.endswith("Run the same command again to evaluate it."), line
+  assert (tmp_path / ".lock").read_text() == ""  # released
+  assert Checkpointer(tmp_path).all_steps()[-1] == TOTAL
+  assert not (tmp_path / "metrics.json").exists()
+
+  monkeypatch.undo()
+  assert train_and_evaluate(tiny(), str(tmp_path))["step"] == TOTAL

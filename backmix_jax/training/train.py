@@ -49,6 +49,8 @@ class PreemptionWatch:
   flag that the loop reads after each step, a plain Python check with no device sync. A
   second Ctrl-C raises KeyboardInterrupt at once, for a user who will not wait for the save.
   Ctrl-C is left to Python's default on several processes, which could not agree on a step.
+  After the loop (`stop_at_once`: the final save and evaluation) a signal raises Preempted
+  at once: the final checkpoint is complete, and the rerun evaluates it.
   """
 
   def __init__(self, ckpt):
@@ -56,6 +58,7 @@ class PreemptionWatch:
     self.flag = False
     self.signal = "SIGTERM"
     self.previous = {}
+    self.at_once = None  # set by stop_at_once
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -69,6 +72,19 @@ class PreemptionWatch:
       raise KeyboardInterrupt
     self.flag = True
     self.signal = signal.Signals(signum).name
+    if self.at_once is not None:
+      self._stop()
+
+  def stop_at_once(self, where: str) -> None:
+    """From now on a signal raises Preempted at once, its line ending in `where` (after the
+    loop: the final evaluation has no step to finish); one that came before raises now."""
+    self.at_once = where
+    if self.flag:
+      self._stop()
+
+  def _stop(self):
+    raise Preempted(f"stopped by {self.signal} {self.at_once}",
+                    exit_code=130 if self.signal == "SIGINT" else 0)
 
   def requested(self, step: int) -> bool:
     if jax.process_count() > 1:
@@ -174,13 +190,18 @@ def _train_and_evaluate(config, workdir: str, held) -> dict:
     step_fn = make_run_step(run)
     with PreemptionWatch(ckpt) as preemption:
       state = _loop(run, state, start, step_fn, ckpt, logger, preemption, evaluators, workdir)
-    # A checkpoint past this schedule (resumed with resume=override and fewer steps) is not
-    # saved again under the schedule's last step: that would mislabel its weights.
-    if start < run.total_steps and ckpt.latest_step() != run.total_steps:
-      ckpt.save(run.total_steps, state, run.signature, force=True)
-    ckpt.wait()
-    log(f"train  done in {format_duration(time.time() - t_start)}; evaluating step {run.total_steps}")
-    metrics = evaluate_run(run, state, workdir, logger, evaluators=evaluators)
+      # A checkpoint past this schedule (resumed with resume=override and fewer steps) is
+      # not saved again under the schedule's last step: that would mislabel its weights.
+      if start < run.total_steps and ckpt.latest_step() != run.total_steps:
+        ckpt.save(run.total_steps, state, run.signature, force=True)
+      ckpt.wait()
+      # No step is left to finish: a signal from here on (or one that came during the last
+      # step or its save) stops at once; the final checkpoint is complete.
+      preemption.stop_at_once(
+          f"before the final evaluation of step {max(start, run.total_steps)} finished; checkpoint "
+          f"saved in {ckpt.directory}. Run the same command again to evaluate it.")
+      log(f"train  done in {format_duration(time.time() - t_start)}; evaluating step {run.total_steps}")
+      metrics = evaluate_run(run, state, workdir, logger, evaluators=evaluators)
   finally:
     if ckpt is not None:
       ckpt.close()
