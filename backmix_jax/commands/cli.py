@@ -13,6 +13,7 @@ Ctrl-C; a traceback means a bug.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 
@@ -158,8 +159,12 @@ def run_main(main, *, require_workdir: bool = True):
       return
     try:
       # Imported once the flags are parsed: --help and flag errors need no JAX.
-      from backmix_jax.commands.exit_codes import not_a_reported_os_error
-      absl_logging.get_absl_logger().addFilter(not_a_reported_os_error)
+      from backmix_jax.commands.exit_codes import drop_closed_event_loop, not_a_reported_os_error
+      # Orbax logs a failed write through absl, and asyncio the futures of its writes that
+      # failed ("exception was never retrieved"): both repeat what the one line says.
+      for logger in (absl_logging.get_absl_logger(), logging.getLogger("asyncio")):
+        logger.addFilter(not_a_reported_os_error)
+      sys.unraisablehook = drop_closed_event_loop(sys.unraisablehook)
       maybe_initialize_distributed()
       main(argv)
     except BaseException as e:  # KeyboardInterrupt included: Ctrl-C ends in one line too

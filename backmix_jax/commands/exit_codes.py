@@ -49,3 +49,17 @@ def not_a_reported_os_error(record: logging.LogRecord) -> bool:
   which these records would bury under a traceback per background thread."""
   text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
   return TENSORSTORE_ERRNO.search(text) is None
+
+
+def drop_closed_event_loop(previous):
+  """sys.unraisablehook that drops what TensorStore's callbacks raise into Orbax's asyncio
+  loop once it is closed (RuntimeError 'Event loop is closed', one traceback per pending
+  write: dozens after a disk filled during a checkpoint write, while the command unwinds
+  to its one line) and hands every other unraisable exception to `previous`. An
+  unraisable exception is never the command's outcome; this one says nothing more."""
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    previous(unraisable)
+  return hook
