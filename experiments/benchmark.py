@@ -3,6 +3,7 @@
 python -m experiments.benchmark --config configs/digits.py [--config.model=wrn40_4
     --config.batch_size=128 --config.dtype=bfloat16] [--steps 20 --repeats 3] [--json out.json]
 python -m experiments.benchmark --config configs/digits.py --synthetic --config.data.backend=numpy
+python -m experiments.benchmark --config configs/cifar10.py --synthetic --sweep 4  # R runs vs one
 
 Each figure is the median over --repeats blocks of --steps steps after --warmup untimed
 steps; compilation is timed separately. --synthetic needs no dataset. No checkpoint is
@@ -22,6 +23,8 @@ SYNTHETIC = flags.DEFINE_bool("synthetic", False, "Random uint8 images instead o
 SYNTHETIC_CLASSES = flags.DEFINE_integer("synthetic_classes", 6, "Known classes of --synthetic.")
 SYNTHETIC_BATCHES = flags.DEFINE_integer("synthetic_batches", 8,
                                          "Training set of --synthetic, in global batches.")
+SWEEP = flags.DEFINE_integer("sweep", 0, "R > 0: aggregate images/s of a sweep of R runs "
+                             "(seeds 0..R-1, one program) against one run, interleaved.")
 JSON = flags.DEFINE_string("json", None, "Write the results here as JSON.")
 flags.adopt_module_key_flags(cli)
 
@@ -33,7 +36,8 @@ def main(argv):
   run_and_report(
       cli.CONFIG.value, json_path=JSON.value, steps=STEPS.value, repeats=REPEATS.value,
       warmup=WARMUP.value, device_batches=DEVICE_BATCHES.value, synthetic=SYNTHETIC.value,
-      synthetic_classes=SYNTHETIC_CLASSES.value, synthetic_batches=SYNTHETIC_BATCHES.value)
+      synthetic_classes=SYNTHETIC_CLASSES.value, synthetic_batches=SYNTHETIC_BATCHES.value,
+      sweep=SWEEP.value)
 
 
 if __name__ == "__main__":

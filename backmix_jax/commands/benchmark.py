@@ -33,7 +33,7 @@ from backmix_jax import parallel
 from backmix_jax.data.core import ArraySplit
 from backmix_jax.data.openset import OpenSetData
 from backmix_jax.data.pipeline import resolve_backend
-from backmix_jax.training import validate
+from backmix_jax.training import sweep, validate
 from backmix_jax.training.run import build_run
 from backmix_jax.training.step import make_run_step
 
@@ -268,11 +268,101 @@ def write_json(results: dict, path: str) -> None:
 
 
 def run_and_report(config, *, json_path: str | None = None, **options) -> dict:
-  """`run_benchmark(config, **options)`, its `format_table` printed and, with `json_path`,
-  written there as JSON (`python -m experiments.benchmark`). Returns the results."""
-  results = run_benchmark(config, **options)
-  print(format_table(results))
+  """`run_benchmark(config, **options)` (with options['sweep'] = R > 0:
+  `run_sweep_benchmark(config, R, ...)`), its table printed and, with `json_path`, written
+  there as JSON (`python -m experiments.benchmark`). Returns the results."""
+  runs = options.pop("sweep", 0)
+  if runs:
+    results = run_sweep_benchmark(config, runs, **options)
+    print(format_sweep_table(results))
+  else:
+    results = run_benchmark(config, **options)
+    print(format_table(results))
   if json_path:
     write_json(results, json_path)
     print(f"wrote {json_path}")
   return results
+
+
+def run_sweep_benchmark(config, runs: int, *, steps: int = 20, repeats: int = 3,
+                        warmup: int = 2, device_batches: int = 4, synthetic: bool = False,
+                        synthetic_classes: int = 6, synthetic_batches: int = 8) -> dict:
+  """Aggregate images/s of a sweep of `runs` runs (seeds 0..runs-1 of `config`, one program,
+  training/sweep.py) against one run of the same config, timed in turns (interleaved), on
+  batches already on the device. R runs one after another train at the single run's rate,
+  so `speedup` = sweep aggregate / single is what the sweep gains over R x one run.
+
+  Returns a JSON-able dict: environment, settings, `single` and `sweep` (images_per_second,
+  seconds_per_step, repeat_seconds, compile_seconds) and `speedup`.
+  """
+  if runs < 1 or min(steps, repeats, device_batches) < 1 or warmup < 0:
+    raise validate.ConfigError("--sweep, steps, repeats and device_batches must be >= 1")
+  validate.check_config(config)
+  data = None
+  if synthetic:
+    data = synthetic_open_set(config.data.image_size, config.data.channels or 3,
+                              synthetic_classes, synthetic_batches * config.batch_size, config.seed)
+  configs = []
+  for seed in range(runs):
+    c = config.copy_and_resolve_references()
+    c.seed = seed
+    configs.append(c)
+  s = sweep.build_sweep(configs, data)
+  run = s.runs[0]
+  single_fn = make_run_step(run)
+  single_batches = [parallel.to_global(b, run.mesh) for b in run.stream.batches(0, device_batches)]
+  sweep_batches = [sweep.to_global(b, s.mesh)
+                   for b in sweep.sweep_batches(s.streams, 0, device_batches)]
+  mix, fill = sweep.sweep_inputs(s)
+  single_state = jax.device_put(jax.device_get(run.state), parallel.replicated(run.mesh))
+  stacked = sweep.stack_states(s, [r.state for r in s.runs])
+
+  def sweep_fn(state, batch):
+    return s.step_fn(state, batch, mix, fill)
+
+  t0 = time.perf_counter()
+  s.step_fn.lower(stacked, sweep_batches[0], mix, fill).compile()
+  sweep_compile = time.perf_counter() - t0
+  blocks = {"single": step_block(single_fn, single_state, single_batches),
+            "sweep": step_block(sweep_fn, stacked, sweep_batches)}
+  compiled = {"single": compile_step(single_fn, jax.device_put(jax.device_get(run.state),
+                                                                parallel.replicated(run.mesh)),
+                                     single_batches[0]),
+              "sweep": dict(compile_seconds=sweep_compile)}
+  for block in blocks.values():
+    block(warmup)
+  seconds = time_blocks(blocks, steps=steps, repeats=repeats)
+  b = config.batch_size
+  results = dict(environment())
+  results["command"] = " ".join(sys.argv)
+  results["config"] = dict(model=config.model, dtype=config.dtype, batch_size=b, runs=runs,
+                           framework=config.framework, backmix=bool(config.backmix.enabled),
+                           cam_source=config.backmix.cam_source,
+                           data="synthetic" if synthetic else config.data.source)
+  results["settings"] = dict(steps=steps, repeats=repeats, warmup=warmup,
+                             device_batches=device_batches)
+  results["single"] = dict(_summary(seconds["single"], steps, b), **compiled["single"])
+  results["sweep"] = dict(_summary(seconds["sweep"], steps, runs * b), **compiled["sweep"])
+  results["speedup"] = (results["sweep"]["images_per_second"]
+                        / results["single"]["images_per_second"])
+  return results
+
+
+def format_sweep_table(results: dict) -> str:
+  """Markdown table of one `run_sweep_benchmark` result."""
+  c, d = results["config"], results["device"]
+  r = c["runs"]
+  single, swept = results["single"], results["sweep"]
+  return "\n".join([
+      f"{c['model']} | {c['dtype']} | batch {c['batch_size']} | BackMix "
+      f"{'on (' + c['cam_source'] + ')' if c['backmix'] else 'off'} | data {c['data']} | "
+      f"{d['count']} x {d['kind']}", "",
+      "| what | images/s (all runs) | ms/step | compile s |",
+      "| --- | ---: | ---: | ---: |",
+      f"| one run | {single['images_per_second']:,.0f} | {1e3 * single['seconds_per_step']:.2f} "
+      f"| {single['compile_seconds']:.1f} |",
+      f"| {r} x one run, one after another | {single['images_per_second']:,.0f} | "
+      f"{1e3 * r * single['seconds_per_step']:.2f} | |",
+      f"| sweep of {r} runs (one program) | {swept['images_per_second']:,.0f} | "
+      f"{1e3 * swept['seconds_per_step']:.2f} | {swept['compile_seconds']:.1f} |", "",
+      f"sweep aggregate / (R x one run): {results['speedup']:.2f}x"])
