@@ -166,10 +166,18 @@ def another_run(tmp_path, monkeypatch):
   return _status(lambda: _claim(quick_config(seed=5), tmp_path))
 
 
-def truncated_identity(tmp_path, monkeypatch):
-  _claim(quick_config(), tmp_path)
-  (tmp_path / "identity.json").write_text('{"identity": {"dataset": "dig')
-  return _status(lambda: _claim(quick_config(), tmp_path))
+def damaged_record(name, text):
+  """A run with a checkpoint whose record file `name` now holds `text`: the same command
+  is refused before it writes."""
+  def run(tmp_path, monkeypatch):
+    _claim(quick_config(), tmp_path)
+    os.makedirs(tmp_path / "checkpoints" / "23")
+    (tmp_path / name).write_text(text)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    status = _status(lambda: _claim(quick_config(), tmp_path))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    return status
+  return run
 
 
 def teacher_without_checkpoints(tmp_path, monkeypatch):
@@ -204,6 +212,14 @@ def evaluate_out(files):
     assert {p.name: p.read_text() for p in out.iterdir()} == before
     return status
   return run
+
+
+def trials_bad_override(tmp_path, monkeypatch):
+  from backmix_jax.commands.trials import run_trials
+  status = _status(lambda: run_trials(quick_config(seed=-1), str(tmp_path / "trials"), [0],
+                                      train=True))
+  assert not (tmp_path / "trials").exists()  # refused before anything is written
+  return status
 
 
 def ctrl_c(tmp_path, monkeypatch):
@@ -303,6 +319,9 @@ CASES = [
      npz(train_images=_images(3), train_labels=np.array([1, "a", None], object)), 2,
      "train_labels holds Python objects"),
     ("not a zip", raw_file(b"these bytes are no npz archive"), 2, "not a readable .npz archive"),
+    ("images of rank 1", npz(train_images=np.zeros((100,), np.uint8),
+                            train_labels=_labels(100)),
+     2, "train_images must be [N,H,W] or [N,H,W,C], got shape (100,)"),
     ("garbage JPEG", garbage_jpeg, 2, "train_jpeg image 2 cannot be decoded"),
     ("all classes known", all_classes_known, 2, "no unknown test samples"),
     ("0 training images", npz(train_images=_images(0), train_labels=_labels(0)), 2,
@@ -328,7 +347,16 @@ CASES = [
      ("No space left on device while running in", "the last complete checkpoint is step 40")),
     ("workdir in use", busy, 2, "is in use by pid"),
     ("workdir of another run", another_run, 2, "holds a different model or schedule"),
-    ("truncated identity.json", truncated_identity, 2, "identity.json is unreadable"),
+    ("truncated identity.json", damaged_record("identity.json", '{"identity": {"dataset": "dig'),
+     2, "identity.json is unreadable"),
+    ("identity.json holding a list", damaged_record("identity.json", "[1, 2]"), 2,
+     "identity.json is unreadable (ValueError: a JSON list, not an object)"),
+    ("identity.json without identity", damaged_record("identity.json", '{"started": null}'), 2,
+     "identity.json is unreadable (no 'identity' entry)"),
+    ("truncated config.json", damaged_record("config.json", '{"dataset": "dig'), 2,
+     "config.json is unreadable"),
+    ("history.jsonl line of a list", damaged_record("history.jsonl", "[1]\n"), 2,
+     "history.jsonl line 1 is unreadable (not an object with 'identity' and 'config')"),
     ("evaluate, truncated config.json", evaluate_truncated_config, 2, "config.json is unreadable"),
     ("evaluate --out another workdir", evaluate_out({"identity.json": {}, "config.json": {},
                                                       "metrics.json": {"run": RUN_BLOCK}}), 2,
@@ -337,6 +365,8 @@ CASES = [
      evaluate_out({"metrics_unknown.json": {"run": dict(RUN_BLOCK, model="classifier32")}}), 2,
      "holds metrics of another run (metrics_unknown.json: model 'classifier32' there, "
      "'cnn_small' here)"),
+    ("trials --train, bad override: nothing written", trials_bad_override, 2,
+     "seed must be an integer in 0.."),
     ("Ctrl-C", ctrl_c, 130, "interrupted by Ctrl-C"),
     # The command line: flags, the config file, --workdir, --distributed.
     ("config file missing", command("--workdir={tmp}/run", config_file="no/such/config.py"), 2,

@@ -178,6 +178,29 @@ def test_sigterm_during_the_final_evaluation_is_one_line_and_frees_the_workdir(t
   assert train_and_evaluate(tiny(), str(tmp_path))["step"] == TOTAL
 
 
+def test_sigterm_before_the_first_step_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+  """SIGTERM while the data loads or the model is built (no step to finish) stops at once:
+  the Preempted line, exit code 0, the handler restored, and a new workdir never created."""
+  def build_run(config):
+    os.kill(os.getpid(), signal.SIGTERM)
+    raise AssertionError("the signal did not stop the run")
+  monkeypatch.setattr(train, "build_run", build_run)
+
+  def killed(signum, frame):
+    raise _Killed
+  previous = signal.signal(signal.SIGTERM, killed)
+  try:
+    with pytest.raises(Preempted) as stop:
+      train_and_evaluate(tiny(), str(tmp_path / "run"))
+    assert signal.getsignal(signal.SIGTERM) is killed  # restored
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  code, line = exit_codes.exit_status(stop.value)
+  assert code == 0
+  assert line.startswith("stopped by SIGTERM before the first step"), line
+  assert not (tmp_path / "run").exists()
+
+
 def test_training_into_a_full_disk_ends_in_one_line_without_tracebacks(tmp_path):
   """The train command on a 3 MB tmpfs: the first checkpoint write fills it. stderr is the
   one line naming the error, and the rerun's ends in it too; no traceback (TensorStore's

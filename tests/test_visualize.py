@@ -83,17 +83,28 @@ def test_masked_partner_is_the_partner_with_its_top_cam_quarter_filled(grid):
 
 @pytest.mark.slow
 def test_cli_prints_where_it_wrote(workdir, tmp_path):
-  """The command line writes the PNG at --out and says so in one line."""
-  out = tmp_path / "cli.png"
+  """The command line writes the PNG at --out (inside it when it is a directory) and says
+  where in one line."""
+  (tmp_path / "grids").mkdir()
+  out = tmp_path / "grids" / vis.GRID_NAME
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=4")
   cmd = [sys.executable, "-m", "experiments.visualize", "--config", "configs/digits.py",
          "--config.model=cnn_small", "--config.batch_size=128", "--config.data.image_size=16",
          "--config.data.backend=numpy",
-         "--workdir", str(workdir), "--num=2", f"--out={out}"]
+         "--workdir", str(workdir), "--num=2", f"--out={tmp_path / 'grids'}"]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f"wrote {out}" in proc.stdout and out.stat().st_size > 0
+
+
+def test_grid_path_names_the_file_actually_written(tmp_path):
+  """--out: a file path as given, a directory gets backmix_grid.png inside, a name without
+  an extension gets the '.png' matplotlib would add; no --out: the workdir's grid."""
+  assert vis.grid_path("w", None) == os.path.join("w", vis.GRID_NAME)
+  assert vis.grid_path("w", str(tmp_path / "g.pdf")) == str(tmp_path / "g.pdf")
+  assert vis.grid_path("w", str(tmp_path / "g")) == str(tmp_path / "g.png")
+  assert vis.grid_path("w", str(tmp_path)) == str(tmp_path / vis.GRID_NAME)
 
 
 def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):

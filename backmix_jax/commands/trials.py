@@ -145,7 +145,7 @@ def run_trials(config, workdir: str, trials: list[int], *, train: bool = False,
   main_method = BACKMIX if config.backmix.enabled else dataclasses.replace(
       PLAIN, suffix="")
   methods = [main_method] + ([PLAIN] if baseline else [])
-  os.makedirs(workdir, exist_ok=True)
+  validate.check_config(config)  # a bad override is refused before anything is written
   log(f"trials {config.dataset}, {config.protocol} split protocol, trials {trials}, "
       f"{' and '.join(m.label for m in methods)} in {workdir}")
 
@@ -200,6 +200,7 @@ def run_trials(config, workdir: str, trials: list[int], *, train: bool = False,
   record["overlay"] = None
   text = None
   if jax.process_index() == 0:  # one record for a pod slice
+    os.makedirs(workdir, exist_ok=True)
     if baseline:
       record["overlay"] = _overlay_plots(record, workdir)
     with open(os.path.join(workdir, "trials.json"), "w") as f:

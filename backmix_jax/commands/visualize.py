@@ -151,12 +151,26 @@ def render_grid(panels: dict, path: str, normalization: str, class_ids=None) -> 
   return path
 
 
+GRID_NAME = "backmix_grid.png"
+
+
+def grid_path(workdir: str, out: str | None) -> str:
+  """Where the grid goes: `out`; inside it when it is a directory; <workdir>/backmix_grid.png
+  without it. A name without an extension gets '.png' here, as matplotlib would add it."""
+  if not out:
+    return os.path.join(workdir, GRID_NAME)
+  if os.path.isdir(out):
+    return os.path.join(out, GRID_NAME)
+  return out if os.path.splitext(out)[1] else out + ".png"
+
+
 def visualize(config, workdir: str, num: int = 8, out: str | None = None) -> tuple[str, dict]:
   """Restore the newest checkpoint of `workdir`, mix `num` training images, write the PNG.
 
   Returns (path of the PNG, the panels of `mixing_panels`).
   """
   validate.check_config(config)
+  out = grid_path(workdir, out)
   if num < 2:
     raise validate.ConfigError(f"--num must be >= 2 (partners come from the shown rows), got {num}")
   if not os.path.isdir(workdir):  # the Checkpointer would create it
@@ -175,7 +189,6 @@ def visualize(config, workdir: str, num: int = 8, out: str | None = None) -> tup
   panels = mixing_panels(run, state, train.images[rows], train.labels[rows], rows,
                          jax.random.key(config.seed),
                          masks=None if train.masks is None else train.masks[rows])
-  out = out or os.path.join(workdir, "backmix_grid.png")
   render_grid(panels, out, config.data.normalize, class_ids=run.data.known_classes)
   panels["step"] = step
   return out, panels

@@ -53,8 +53,8 @@ class PreemptionWatch:
   at once: the final checkpoint is complete, and the rerun evaluates it.
   """
 
-  def __init__(self, ckpt):
-    self.ckpt = ckpt
+  def __init__(self, ckpt=None):
+    self.ckpt = ckpt  # set by watch_steps before the loop
     self.flag = False
     self.signal = "SIGTERM"
     self.previous = {}
@@ -81,6 +81,11 @@ class PreemptionWatch:
     self.at_once = where
     if self.flag:
       self._stop()
+
+  def watch_steps(self, ckpt) -> None:
+    """From now on a signal stops the loop after the step it interrupts (see requested)."""
+    self.ckpt = ckpt
+    self.at_once = None
 
   def _stop(self):
     raise Preempted(f"stopped by {self.signal} {self.at_once}",
@@ -153,6 +158,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def _train_and_evaluate(config, workdir: str, held) -> dict:
+  with PreemptionWatch() as preemption:
+    if jax.process_count() == 1:  # several hosts could not agree on a stop before the loop
+      # Loading data, building and restoring have no step to finish: a signal stops at once.
+      preemption.stop_at_once("before the first step (loading data, building the model or "
+                              "restoring); nothing new was saved. Run the same command again "
+                              "to continue.")
+    metrics = _run(config, workdir, held, preemption)
+  log(report.evaluation_markdown(metrics))
+  log(f"wrote metrics.json, metrics.md and plots in {workdir}")
+  return metrics
+
+
+def _run(config, workdir: str, held, preemption) -> dict:
   t_start = time.time()
   run = build_run(config)
   # Built before anything is written: an evaluator that cannot run (unknown set unreadable,
@@ -188,27 +206,25 @@ def _train_and_evaluate(config, workdir: str, held) -> dict:
     if start:  # readers drop the records of steps > start written before: they are replayed
       logger.resumed_from(start)
     step_fn = make_run_step(run)
-    with PreemptionWatch(ckpt) as preemption:
-      state = _loop(run, state, start, step_fn, ckpt, logger, preemption, evaluators, workdir)
-      # A checkpoint past this schedule (resumed with resume=override and fewer steps) is
-      # not saved again under the schedule's last step: that would mislabel its weights.
-      if start < run.total_steps and ckpt.latest_step() != run.total_steps:
-        ckpt.save(run.total_steps, state, run.signature, force=True)
-      ckpt.wait()
-      # No step is left to finish: a signal from here on (or one that came during the last
-      # step or its save) stops at once; the final checkpoint is complete.
-      preemption.stop_at_once(
-          f"before the final evaluation of step {max(start, run.total_steps)} finished; checkpoint "
-          f"saved in {ckpt.directory}. Run the same command again to evaluate it.")
-      log(f"train  done in {format_duration(time.time() - t_start)}; evaluating step {run.total_steps}")
-      metrics = evaluate_run(run, state, workdir, logger, evaluators=evaluators)
+    preemption.watch_steps(ckpt)
+    state = _loop(run, state, start, step_fn, ckpt, logger, preemption, evaluators, workdir)
+    # A checkpoint past this schedule (resumed with resume=override and fewer steps) is
+    # not saved again under the schedule's last step: that would mislabel its weights.
+    if start < run.total_steps and ckpt.latest_step() != run.total_steps:
+      ckpt.save(run.total_steps, state, run.signature, force=True)
+    ckpt.wait()
+    # No step is left to finish: a signal from here on (or one that came during the last
+    # step or its save) stops at once; the final checkpoint is complete.
+    preemption.stop_at_once(
+        f"before the final evaluation of step {max(start, run.total_steps)} finished; checkpoint "
+        f"saved in {ckpt.directory}. Run the same command again to evaluate it.")
+    log(f"train  done in {format_duration(time.time() - t_start)}; evaluating step {run.total_steps}")
+    metrics = evaluate_run(run, state, workdir, logger, evaluators=evaluators)
   finally:
     if ckpt is not None:
       ckpt.close()
     if logger is not None:
       logger.close()
-  log(report.evaluation_markdown(metrics))
-  log(f"wrote metrics.json, metrics.md and plots in {workdir}")
   return metrics
 
 

@@ -91,11 +91,17 @@ def _now() -> str:
   return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _read_json(path: epath.Path):
+def _read_json(path: epath.Path, key: str | None = None):
+  """The JSON object in `path` (its `key` entry if given); WorkdirError if it is unreadable,
+  not an object or lacks `key`."""
   try:
-    return json.loads(path.read_text())
-  except (ValueError, UnicodeDecodeError) as e:
-    raise WorkdirError(f"{path} is unreadable ({type(e).__name__}: {e}); it records which run "
+    value = json.loads(path.read_text())
+    if not isinstance(value, dict):
+      raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    return value if key is None else value[key]
+  except (ValueError, UnicodeDecodeError, KeyError) as e:
+    why = f"no {key!r} entry" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+    raise WorkdirError(f"{path} is unreadable ({why}); it records which run "
                        "this workdir holds: restore it, or move it aside and rerun with "
                        "--config.resume=override to record this config instead") from None
 
@@ -109,10 +115,13 @@ def _history(workdir: str) -> list[dict]:
     if not line.strip():
       continue
     try:
-      records.append(json.loads(line))
+      entry = json.loads(line)
+      if not (isinstance(entry, dict) and {"identity", "config"} <= set(entry)):
+        raise ValueError("not an object with 'identity' and 'config'")
     except ValueError as e:
       raise WorkdirError(f"{path} line {number} is unreadable ({e}); restore or remove "
                          "that line") from None
+    records.append(entry)
   return records
 
 
@@ -124,7 +133,7 @@ def accepted_identity(workdir: str) -> tuple[dict | None, str]:
   if history:
     return history[-1]["identity"], str(root / HISTORY)
   if (root / IDENTITY).exists():
-    return _read_json(root / IDENTITY)["identity"], str(root / IDENTITY)
+    return _read_json(root / IDENTITY, "identity"), str(root / IDENTITY)
   if (root / CONFIG).exists():
     return identity.full_identity(_read_json(root / CONFIG)), str(root / CONFIG)
   return None, ""
@@ -175,6 +184,7 @@ def _record(config, workdir: str, *, write: bool):
                                                      pid=os.getpid()), indent=2))
       _write_atomic(root / CONFIG, config_text)
     return
+  trained_config(workdir)  # the record evaluation reads: an unreadable one is refused here too
   if write and source.endswith(CONFIG):  # a workdir of an older version: config.json only
     _write_atomic(root / IDENTITY, json.dumps(dict(identity=recorded, started=None,
                                                    host=None, pid=None, derived_from=CONFIG),

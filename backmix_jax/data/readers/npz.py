@@ -76,6 +76,9 @@ def read(path: str, request: ReadRequest):
         images = images[keep]
         if images.dtype != np.uint8:
           raise DataError(f"{path}: {split}_images must be uint8, got {images.dtype}")
+        if images.ndim not in (3, 4):
+          raise DataError(f"{path}: {split}_images must be [N,H,W] or [N,H,W,C], "
+                          f"got shape {images.shape}")
         images = images[..., None] if images.ndim == 3 else images
       else:
         raise DataError(f"{path} has neither {split}_jpeg nor {split}_images "
