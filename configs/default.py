@@ -31,6 +31,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"        # compute dtype; parameters are always float32
   c.framework = "softmax"
   c.score = ""               # open-set score; '' = the framework's default (softmax: mls)
+  # Label smoothing of every cross-entropy term of the framework's loss: the label gets
+  # 1 - eps, each other class eps / (K - 1) (Vaze et al.'s form; frameworks/losses.py).
+  c.label_smoothing = 0.0
 
   c.num_devices = 0          # 0: every device of every host; n: the first n (tests, debugging)
   c.batch_size = 128         # global batch, split over every device of every host

@@ -19,9 +19,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
-
 from backmix_jax.frameworks.base import Framework
+from backmix_jax.frameworks.losses import cross_entropy
 
 
 def arpl_logits(features: jax.Array, points: jax.Array) -> jax.Array:
@@ -36,12 +35,13 @@ def arpl_logits(features: jax.Array, points: jax.Array) -> jax.Array:
 
 def arpl_loss(logits: jax.Array, features: jax.Array, points: jax.Array, radius: jax.Array,
               labels: jax.Array, *, temperature: float = 1.0, weight_pl: float = 0.1,
-              margin: float = 1.0) -> tuple[jax.Array, dict]:
+              margin: float = 1.0, label_smoothing: float = 0.0) -> tuple[jax.Array, dict]:
   """ARPL's loss. logits [B,K], features [B,D], points [K,D], radius [], labels int [B].
 
-  Returns (CE(logits/T) + weight_pl * mean(max(0, d_y - R + margin)), extras).
+  Returns (CE(logits/T) + weight_pl * mean(max(0, d_y - R + margin)), extras); the CE term
+  smoothed by `label_smoothing` (as Vaze et al.'s ARPLoss; the margin term is unchanged).
   """
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits / temperature, labels).mean()
+  ce = cross_entropy(logits / temperature, labels, label_smoothing).mean()
   own = points[labels].astype(jnp.float32)
   d_known = jnp.mean(jnp.square(features.astype(jnp.float32) - own), axis=-1)
   # torch MarginRankingLoss(x1=R, x2=d, y=1): max(0, -(R - d) + margin), mean over the batch.
@@ -75,6 +75,7 @@ class ARPL(Framework):
   def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
     return ARPLHead(num_classes, dtype=dtype)
 
-  def loss(self, outputs, labels):
+  def loss(self, outputs, labels, label_smoothing=0.0):
     return arpl_loss(outputs["logits"], outputs["features"], outputs["points"], outputs["radius"],
-                     labels, temperature=self.temperature, weight_pl=self.weight_pl)
+                     labels, temperature=self.temperature, weight_pl=self.weight_pl,
+                     label_smoothing=label_smoothing)

@@ -94,8 +94,13 @@ class Framework:
       head = head.clone(bn_axis_name=bn_axis_name)
     return OSRNet(backbone, head)
 
-  def loss(self, outputs: dict, labels: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
-    """outputs of the network, labels int [B] -> (scalar loss, dict of scalar extras)."""
+  def loss(self, outputs: dict, labels: jnp.ndarray,
+           label_smoothing: float = 0.0) -> tuple[jnp.ndarray, dict]:
+    """outputs of the network, labels int [B] -> (scalar loss, dict of scalar extras).
+
+    label_smoothing (config.label_smoothing, a Python float): applied to every
+    cross-entropy term of the loss (`losses.cross_entropy`); 0 = the plain loss.
+    """
     raise NotImplementedError
 
   def check_score(self, name: str = "") -> str:

@@ -35,9 +35,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from backmix_jax.frameworks.base import Framework
+from backmix_jax.frameworks.losses import cross_entropy
 from backmix_jax.frameworks.scores import get_score
 from backmix_jax.models import layers
 
@@ -154,9 +154,10 @@ class CSSR(Framework):
   def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
     return CSSRHead(num_classes, variant=self.variant, gamma=self.gamma, dtype=dtype)
 
-  def loss(self, outputs, labels):
-    # linear: CE of the mean logit map; pcssr/rcssr: -log of the mean softmax (logits = log p).
-    return optax.softmax_cross_entropy_with_integer_labels(outputs["logits"], labels).mean(), {}
+  def loss(self, outputs, labels, label_smoothing=0.0):
+    # linear: CE of the mean logit map; pcssr/rcssr: -log of the mean softmax (logits = log p,
+    # so log_softmax leaves them as they are and smoothing weighs log p of every class).
+    return cross_entropy(outputs["logits"], labels, label_smoothing).mean(), {}
 
   def score(self, outputs, name="", state=None):
     name = self.check_score(name)

@@ -33,9 +33,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from backmix_jax.frameworks.base import Framework
+from backmix_jax.frameworks.losses import cross_entropy
 from backmix_jax.frameworks.scores import get_score, msp
 from backmix_jax.models import layers
 from backmix_jax.models.resnet import ResNet
@@ -152,12 +152,14 @@ class MEDAFNet(nn.Module):
                  self.gate_temperature)
 
 
-def medaf_loss(outputs: dict, labels: jax.Array, *, weights=(0.7, 1.0, 0.01)) -> tuple:
-  """w0 * sum of expert CEs + w1 * fused CE + w2 * attention diversity; extras per term."""
-  ce = optax.softmax_cross_entropy_with_integer_labels
+def medaf_loss(outputs: dict, labels: jax.Array, *, weights=(0.7, 1.0, 0.01),
+               label_smoothing: float = 0.0) -> tuple:
+  """w0 * sum of expert CEs + w1 * fused CE + w2 * attention diversity; extras per term.
+  Every CE (the experts' and the fused one) is smoothed by `label_smoothing`."""
   expert_labels = jnp.broadcast_to(labels[:, None], outputs["expert_logits"].shape[:2])
-  expert_ce = ce(outputs["expert_logits"], expert_labels).mean(axis=0)  # [E]
-  fused_ce = ce(outputs["logits"], labels).mean()
+  expert_ce = cross_entropy(outputs["expert_logits"], expert_labels,
+                            label_smoothing).mean(axis=0)  # [E]
+  fused_ce = cross_entropy(outputs["logits"], labels, label_smoothing).mean()
   maps = outputs["expert_maps"]  # [B,E,g,g,K]
   cams = jnp.take_along_axis(maps, labels[:, None, None, None, None], axis=-1)[..., 0]
   div = attention_diversity(cams)
@@ -180,8 +182,8 @@ class MEDAF(Framework):
       return MEDAFNet(backbone, num_classes, gate_temperature=self.gate_temperature)
     return super().build_network(backbone, num_classes, dtype, bn_axis_name)
 
-  def loss(self, outputs, labels):
-    return medaf_loss(outputs, labels)
+  def loss(self, outputs, labels, label_smoothing=0.0):
+    return medaf_loss(outputs, labels, label_smoothing=label_smoothing)
 
   def score(self, outputs, name="", state=None):
     name = self.check_score(name)

@@ -9,9 +9,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
-import optax
-
 from backmix_jax.frameworks.base import Framework
+from backmix_jax.frameworks.losses import cross_entropy
 
 
 class LinearClassMapHead(nn.Module):
@@ -38,6 +37,6 @@ class Softmax(Framework):
   def make_head(self, num_classes: int, dtype: Any) -> nn.Module:
     return LinearClassMapHead(num_classes, dtype=dtype)
 
-  def loss(self, outputs, labels):
-    ce = optax.softmax_cross_entropy_with_integer_labels(outputs["logits"], labels).mean()
+  def loss(self, outputs, labels, label_smoothing=0.0):
+    ce = cross_entropy(outputs["logits"], labels, label_smoothing).mean()
     return ce, {}

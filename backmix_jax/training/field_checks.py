@@ -38,6 +38,7 @@ REALS = {
     "optimizer.decay": (0.0, False, math.inf, False),
     "backmix.bank_momentum": (0.0, False, 1.0, True),
     "backmix.fill": (-math.inf, False, math.inf, False),
+    "label_smoothing": (0.0, True, 1.0, False),  # with K classes < (K-1)/K: validate.py
 }
 
 BOOLS = ("data.flip", "optimizer.nesterov", "backmix.enabled", "backmix.cam_batch_stats")

@@ -6,7 +6,7 @@ is evaluated with, and the `run` block of metrics.json.
 inputs are prepared, the network and its head. A checkpoint is only meaningful under a
 config with the same run identity.
 `schedule_identity`: how they were trained: batch, epochs, optimiser, seed, the BackMix
-block, augmentation and compute dtype. Continuing a workdir under another schedule trains a
+block, augmentation, label smoothing and compute dtype. Continuing a workdir under another schedule trains a
 different model than either schedule alone would.
 
 Neither holds evaluation, logging or checkpoint settings (evals, score, eval_batch_size,
@@ -33,7 +33,7 @@ RUN_FIELDS = ("dataset", "protocol", "trial", "known_classes", "data.source",
 
 # Fields of the schedule.
 SCHEDULE_FIELDS = ("batch_size", "num_epochs", "optimizer", "seed", "backmix", "data.flip",
-                   "data.crop_padding", "dtype")
+                   "data.crop_padding", "dtype", "label_smoothing")
 
 
 def _plain(value):

@@ -102,7 +102,7 @@ def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, con
   def loss_fn(params):
     outputs, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
                                    train=True, mutable=["batch_stats"], rngs={"dropout": k_drop})
-    loss, extras = framework.loss(outputs, labels)
+    loss, extras = framework.loss(outputs, labels, label_smoothing=config.label_smoothing)
     return loss, (outputs, updates.get("batch_stats", {}), extras)
 
   # Differentiate w.r.t. a device-varying view of the replicated parameters: the gradient

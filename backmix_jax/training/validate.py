@@ -14,6 +14,7 @@ from backmix_jax.data import augment, composite, pipeline, splits
 from backmix_jax.data.core import DataError
 from backmix_jax.evaluation.evaluators import config_problems
 from backmix_jax.frameworks import FRAMEWORKS
+from backmix_jax.frameworks.losses import smoothing_problems
 from backmix_jax.models import BACKBONES, get_backbone
 from backmix_jax.training import optimizer, step
 from backmix_jax.training.errors import ConfigError  # raised here; callers name validate's
@@ -76,6 +77,7 @@ def problems(config) -> list[str]:
       splits.get_split(config.dataset, config.protocol, config.trial)
     except DataError as e:
       out.append(str(e))
+  out.extend(_label_smoothing_problems(config))
   # The CAM-localisation evaluator reads cam_grid with BackMix off too.
   size = config.data.image_size
   if is_int(b.cam_grid) and b.cam_grid > 0 and is_int(size) and size >= 1 and size % b.cam_grid:
@@ -91,6 +93,23 @@ def problems(config) -> list[str]:
   if config.data.get("source") == "composite":
     out.extend(composite.config_problems(config))
   return out
+
+
+def _label_smoothing_problems(config) -> list[str]:
+  """label_smoothing must leave the label the largest target weight with the run's K known
+  classes (a value out of [0, 1) is named by field_problems; an unresolved split elsewhere)."""
+  eps = config.get("label_smoothing", 0.0)
+  if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+    return []
+  known = config.known_classes
+  if not known:
+    try:
+      known = splits.get_split(config.dataset, config.protocol, config.trial).known
+    except DataError:
+      return []
+  if isinstance(known, str) or len(known) < 2:  # field_problems names it
+    return []
+  return smoothing_problems(eps, len(known))
 
 
 def _backmix_geometry_problems(config) -> list[str]:
