@@ -46,10 +46,12 @@ def get_base_config() -> ml_collections.ConfigDict:
       momentum=0.9,
       nesterov=False,
       weight_decay=1e-4,     # coupled (added to the gradient), as torch.optim.SGD
-      schedule="multistep",  # multistep | cosine | constant
+      schedule="multistep",  # multistep | cosine | constant | cosine_restarts
       milestones=(30, 60, 90, 120),  # epochs, for multistep
       decay=0.1,
-      warmup_epochs=0,
+      warmup_epochs=0,       # cosine_restarts: ramp from its floor to its rate (Vaze et al.)
+      restarts=2,            # cosine_restarts: cycles of num_epochs // (restarts + 1) epochs
+      min_lr_ratio=1e-3,     # cosine_restarts: floor = min_lr_ratio * learning_rate
   ))
 
   c.backmix = ml_collections.ConfigDict(dict(

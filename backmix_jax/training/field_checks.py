@@ -26,6 +26,7 @@ INTEGERS = {
     "keep_checkpoints": (1, None),   # the final checkpoint is always kept
     "max_skipped_steps": (1, None),
     "optimizer.warmup_epochs": (0, None),
+    "optimizer.restarts": (0, None),
     "backmix.warmup_epochs": (0, None),
     "backmix.cam_grid": (0, None),   # 0: the network's grid
 }
@@ -36,6 +37,7 @@ REALS = {
     "optimizer.momentum": (0.0, True, 1.0, False),
     "optimizer.weight_decay": (0.0, True, math.inf, False),
     "optimizer.decay": (0.0, False, math.inf, False),
+    "optimizer.min_lr_ratio": (0.0, True, 1.0, True),
     "backmix.bank_momentum": (0.0, False, 1.0, True),
     "backmix.fill": (-math.inf, False, math.inf, False),
     "label_smoothing": (0.0, True, 1.0, False),  # with K classes < (K-1)/K: validate.py

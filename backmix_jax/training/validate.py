@@ -62,6 +62,7 @@ def problems(config) -> list[str]:
     out.append(f"profile_steps must be >= 0, got {config.profile_steps}")
   if config.num_epochs < 1:
     out.append(f"num_epochs must be >= 1, got {config.num_epochs}")
+  out.extend(_restart_problems(config))
   b = config.backmix
   out.extend(f"backmix.{p}" for p in backmix.fraction_problems(b.fg_ratio, b.patch_frac,
                                                                 b.mix_prob))
@@ -93,6 +94,23 @@ def problems(config) -> list[str]:
   if config.data.get("source") == "composite":
     out.extend(composite.config_problems(config))
   return out
+
+
+def _restart_problems(config) -> list[str]:
+  """cosine_restarts needs cycles of at least one epoch, and its warm-up inside the first."""
+  o = config.optimizer
+  restarts, warm, epochs = o.get("restarts"), o.get("warmup_epochs"), config.num_epochs
+  if o.schedule != "cosine_restarts" or not all(
+      is_int(v) and v >= 0 for v in (restarts, warm, epochs)) or epochs < 1:
+    return []  # field_problems and the num_epochs check name bad values
+  cycle = epochs // (restarts + 1)
+  if cycle < 1:
+    return [f"optimizer.restarts={restarts} with num_epochs={epochs} leaves cycles of 0 epochs; "
+            f"use at most {epochs - 1}"]
+  if warm >= cycle:
+    return [f"optimizer.warmup_epochs={warm} must be shorter than one cosine_restarts cycle "
+            f"({cycle} epochs = num_epochs {epochs} // (restarts {restarts} + 1))"]
+  return []
 
 
 def _label_smoothing_problems(config) -> list[str]:
