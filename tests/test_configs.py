@@ -156,7 +156,7 @@ def test_recipes_without_a_framework_keep_the_configs_framework():
 
 def test_unknown_recipe_is_refused():
   with pytest.raises(ValueError,
-                     match="unknown recipe 'pytorch'; known: arpl, arpl_cs, cssr, medaf"):
+                     match="unknown recipe 'pytorch'; known: arpl, arpl_cs, cssr, medaf, vaze"):
     load("cifar10", "pytorch")
 
 

@@ -33,7 +33,8 @@ RUN_FIELDS = ("dataset", "protocol", "trial", "known_classes", "data.source",
 
 # Fields of the schedule.
 SCHEDULE_FIELDS = ("batch_size", "num_epochs", "optimizer", "seed", "backmix", "data.flip",
-                   "data.crop_padding", "dtype", "label_smoothing")
+                   "data.crop_padding", "data.randaugment_n", "data.randaugment_m",
+                   "data.randaugment_ops", "dtype", "label_smoothing")
 
 
 def _plain(value):

@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 from backmix_jax import backmix
 from backmix_jax.cams import batch_cams
 from backmix_jax.data import augment as aug
+from backmix_jax.data.randaugment import randaugment
 from backmix_jax.parallel import DATA_AXIS
 from backmix_jax.training.errors import ConfigError
 from backmix_jax.training.optimizer import learning_rate_schedule
@@ -76,6 +77,24 @@ def backmix_images(rng, model, framework, state: TrainState, images, labels, bat
   return mixed, bank
 
 
+def randaugment_batch(key: jax.Array, batch: dict, dcfg) -> dict:
+  """The batch with RandAugment applied (data.randaugment_n ops of magnitude randaugment_m)
+  to image uint8 [b,H,W,C], and with its own key to partner_image (bank mode), which lends
+  backgrounds as a training image would; `batch` itself when randaugment_n is 0.
+
+  Vaze et al.'s order: RandAugment is the first augmentation, before BackMix's mixing and
+  the flip and pad-crop; keyed per step and device like every other draw of the step.
+  """
+  if not dcfg.randaugment_n:
+    return batch
+  ra = functools.partial(randaugment, num_ops=dcfg.randaugment_n, magnitude=dcfg.randaugment_m,
+                         ops=dcfg.randaugment_ops)
+  out = dict(batch, image=ra(jax.random.fold_in(key, 0), batch["image"]))
+  if "partner_image" in batch:
+    out["partner_image"] = ra(jax.random.fold_in(key, 1), batch["partner_image"])
+  return out
+
+
 def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, config,
                     steps_per_epoch: int, fill=None, mix_prob=None):
   """One device's part of a train step. batch: image uint8 [b,H,W,C], label int32 [b],
@@ -86,6 +105,8 @@ def per_device_step(state: TrainState, batch: dict, *, model, framework, tx, con
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   key = jax.random.fold_in(key, lax.axis_index(DATA_AXIS))  # each device its own draws
   k_mix, k_aug, k_drop = jax.random.split(key, 3)
+  # Its own key: the split above stays as it was, so runs without RandAugment draw as before.
+  batch = randaugment_batch(jax.random.fold_in(key, 4), batch, dcfg)
   labels = batch["label"]
   images = aug.normalize(batch["image"], dcfg.normalize)
   bank = state.bank

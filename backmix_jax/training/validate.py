@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from backmix_jax import backmix, models
-from backmix_jax.data import augment, composite, pipeline, splits
+from backmix_jax.data import augment, composite, pipeline, randaugment, splits
 from backmix_jax.data.core import DataError
 from backmix_jax.evaluation.evaluators import config_problems
 from backmix_jax.frameworks import FRAMEWORKS
@@ -33,6 +33,7 @@ CHOICES = {
     "backmix.cam_norm": backmix.CAM_NORMS,
     "data.normalize": augment.NORMALIZATIONS,
     "data.backend": pipeline.BACKENDS,
+    "data.randaugment_ops": tuple(randaugment.OP_SETS),
     "optimizer.name": optimizer.OPTIMIZERS,
     "optimizer.schedule": optimizer.SCHEDULES,
     "nan_policy": step.NAN_POLICIES,
@@ -67,6 +68,9 @@ def problems(config) -> list[str]:
   out.extend(f"backmix.{p}" for p in backmix.fraction_problems(b.fg_ratio, b.patch_frac,
                                                                 b.mix_prob))
   out.extend(_backmix_mode_problems(b))
+  if b.enabled and b.cam_source == "oracle" and config.data.get("randaugment_n", 0):
+    out.append("data.randaugment_n > 0 with backmix.cam_source='oracle': the true masks would "
+               "not follow RandAugment's rotations, shears, translations and cutouts; leave it 0")
   n_dev = config.num_devices or jax.device_count()
   if n_dev > jax.device_count():
     out.append(f"num_devices={n_dev} but only {jax.device_count()} devices exist")
