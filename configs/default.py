@@ -32,6 +32,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   ))
 
   c.model = "classifier32"
+  # Local weights file for the backbone (safetensors, PyTorch .pth/.bin state dict or .npz of
+  # PyTorch names; resnet50 / vit_b16, see README): applied to a fresh run's initial state,
+  # never over a checkpoint, never downloaded. '' = random initialisation.
+  c.pretrained = ""
   c.dtype = "float32"        # compute dtype; parameters are always float32
   c.framework = "softmax"
   c.score = ""               # open-set score; '' = the framework's default (softmax: mls)

@@ -6,8 +6,9 @@ is evaluated with, and the `run` block of metrics.json.
 inputs are prepared, the network and its head. A checkpoint is only meaningful under a
 config with the same run identity.
 `schedule_identity`: how they were trained: batch, epochs, optimiser, seed, the BackMix
-block, augmentation, label smoothing and compute dtype. Continuing a workdir under another schedule trains a
-different model than either schedule alone would.
+block, augmentation, label smoothing, compute dtype and the pretrained weights file it
+started from. Continuing a workdir under another schedule trains a different model than
+either schedule alone would.
 
 Neither holds evaluation, logging or checkpoint settings (evals, score, eval_batch_size,
 log_every_steps, checkpoint_every_steps, keep_checkpoints, nan_policy, ...): those may change
@@ -34,7 +35,7 @@ RUN_FIELDS = ("dataset", "protocol", "trial", "known_classes", "data.source",
 # Fields of the schedule.
 SCHEDULE_FIELDS = ("batch_size", "num_epochs", "optimizer", "seed", "backmix", "data.flip",
                    "data.crop_padding", "data.randaugment_n", "data.randaugment_m",
-                   "data.randaugment_ops", "dtype", "label_smoothing")
+                   "data.randaugment_ops", "dtype", "label_smoothing", "pretrained")
 
 
 def _plain(value):

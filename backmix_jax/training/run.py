@@ -21,7 +21,8 @@ from backmix_jax.frameworks import Framework, get_framework
 from backmix_jax.models import get_backbone
 from backmix_jax.training import checkpointing, validate
 from backmix_jax.training.optimizer import make_optimizer
-from backmix_jax.training.state import TrainState, create_train_state
+from backmix_jax.training.records import log
+from backmix_jax.training.state import TrainState, create_train_state, with_pretrained_backbone
 from backmix_jax.training.teacher import load_teacher, teacher_config
 
 
@@ -93,6 +94,11 @@ def build_run(config, data: OpenSetData | None = None) -> Run:
   init = jax.jit(lambda rng, x: create_train_state(eval_model, tx, rng, x, bank_size, framework),
                  out_shardings=parallel.replicated(mesh))
   state = init(jax.random.key(config.seed), sample)
+  if config.get("pretrained"):
+    state, report = with_pretrained_backbone(state, config.pretrained, tx)
+    state = jax.device_put(state, parallel.replicated(mesh))
+    log(f"weights {'; '.join(report)} (initial weights: a checkpoint, when resumed or "
+        "evaluated, replaces them)")
   signature = checkpointing.model_signature(config, data.known_classes, data.train.images.shape[1:],
                                            bank_size)
   if teacher:

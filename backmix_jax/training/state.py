@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from backmix_jax import backmix
+from backmix_jax.models.pretrained import load_pretrained
+from backmix_jax.models.weight_files import WeightsError
 
 
 @flax.struct.dataclass
@@ -87,3 +89,26 @@ def create_train_state(model, tx, rng: jax.Array, sample_images: jnp.ndarray,
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
                     rng=jax.random.key_data(k_train), bank=bank, extra=extra)
+
+
+def with_pretrained_backbone(state: TrainState, path: str, tx) -> tuple[TrainState, list[str]]:
+  """`state` (a fresh one) with its backbone's parameters and batch statistics read from the
+  local weights file `path` (models/pretrained.py: PyTorch names, the classifier head
+  skipped), the head and auxiliary networks kept as initialised, and the optimiser state
+  initialised again for the new parameters. Returns (host-side state, report lines).
+
+  Only the initial state: a resumed run restores its checkpoint over it (training/train.py),
+  so weights are never applied over trained ones. Raises WeightsError (a DataError)."""
+  if "backbone" not in state.params:
+    raise WeightsError("pretrained weights load into a network of one backbone plus a head; "
+                       f"this one has {sorted(state.params)}")
+  host = jax.device_get(state)
+  backbone = {"params": host.params["backbone"]}
+  if "backbone" in host.batch_stats:
+    backbone["batch_stats"] = host.batch_stats["backbone"]
+  loaded, report = load_pretrained(backbone, path)
+  params = dict(host.params, backbone=loaded["params"])
+  batch_stats = dict(host.batch_stats)
+  if "batch_stats" in loaded:
+    batch_stats["backbone"] = loaded["batch_stats"]
+  return host.replace(params=params, batch_stats=batch_stats, opt_state=tx.init(params)), report

@@ -95,6 +95,12 @@ def problems(config) -> list[str]:
     kind, _, path = config.data.get(key, "").partition(":")
     if kind in ("npz", "folder") and not os.path.exists(path):
       out.append(f"data.{key} path {path!r} does not exist")
+  pretrained = config.get("pretrained", "")
+  if not isinstance(pretrained, str):
+    out.append(f"pretrained must be the path of a weights file or '', got {pretrained!r}")
+  elif pretrained and not os.path.isfile(pretrained):
+    out.append(f"pretrained weights file {pretrained!r} does not exist (weights are never "
+               "downloaded: give the path of a local file)")
   if config.data.get("source") == "composite":
     out.extend(composite.config_problems(config))
   return out
