@@ -177,7 +177,7 @@ def test_published_numbers_are_fractions_with_their_protocol():
                   "ARPL+CS [arpl protocol]": {"auroc": 0.910},
                   "CSSR [cssr protocol]": {"auroc": 0.913},
                   "RCSSR [cssr protocol]": {"auroc": 0.915},
-                  "MLS [arpl protocol]": {"auroc": 0.936}}
+                  "MLS [vaze protocol]": {"auroc": 0.936}}
   assert published.published_rows("tinyimagenet")["ARPL+CS [arpl protocol]"] == {"auroc": 0.782}
   assert published.published_rows("ood_cifar10_vs_svhn") == {
       "BackMix [no class split]": {"dtacc": 0.885}}
