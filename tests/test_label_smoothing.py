@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from backmix_jax.frameworks import get_framework
+from backmix_jax.frameworks import FRAMEWORKS, get_framework
 from backmix_jax.frameworks.losses import cross_entropy
 from backmix_jax.training import identity
 from backmix_jax.training.validate import problems
@@ -41,6 +41,11 @@ def outputs_for(name, rng):
 
 FRAMEWORK_NAMES = ("softmax", "arpl", "arpl_cs", "cssr", "pcssr", "rcssr", "medaf")
 LABELS = jnp.array([0, 3, 1, 4])
+
+
+def test_every_registered_framework_is_checked_here():
+  """A new framework must join FRAMEWORK_NAMES (and outputs_for) to be covered below."""
+  assert set(FRAMEWORK_NAMES) == set(FRAMEWORKS)
 
 
 def test_zero_smoothing_is_the_optax_cross_entropy_bit_for_bit():
