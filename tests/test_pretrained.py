@@ -70,6 +70,8 @@ def test_npz_and_pth_readers_give_the_same_tensors():
 
 
 def test_torch_names_of_flax_paths():
+  """Flax paths name their PyTorch tensors: `_<digit>` -> `.<digit>`, kernel/scale ->
+  weight, BN statistics -> running_mean/var, bare parameters as they are."""
   assert torch_name("params", ("layer1_0", "downsample_0", "kernel")) == \
       "layer1.0.downsample.0.weight"
   assert torch_name("batch_stats", ("layer4_2", "bn3", "var")) == "layer4.2.bn3.running_var"
@@ -131,6 +133,8 @@ def _safetensors_bytes(arrays: dict) -> bytes:
 
 
 def test_safetensors_half_and_bfloat16_read_as_float32(tmp_path):
+  """A hand-written safetensors file (header parsed here, no library) with F16 and BF16
+  tensors reads back as float32 with the exact values."""
   values = np.array([[1.5, -2.25], [0.125, 3.0]], np.float32)
   path = tmp_path / "w.safetensors"
   path.write_bytes(_safetensors_bytes({"a": ("F16", values.astype(np.float16)),
@@ -153,6 +157,8 @@ def test_a_pickle_naming_other_globals_is_refused_without_running_it(tmp_path):
 
 
 def test_missing_and_unrecognised_files_are_one_line(tmp_path):
+  """No download for a missing path, one line for a file of no known format, and the
+  `module.` prefix of a DistributedDataParallel state dict dropped."""
   with pytest.raises(WeightsError, match="does not exist .*never downloaded"):
     read_weights(str(tmp_path / "absent.pth"))
   (tmp_path / "junk.bin").write_bytes(b"not a weights file")

@@ -9,7 +9,7 @@ Needs torch, torchvision, timm and safetensors (not dependencies of the project)
   pip install timm safetensors
   python tools/make_pretrained_fixtures.py
 
-Written (about 0.3 MB):
+Written (0.43 MB):
   resnet_tiny.pth         torchvision ResNet (Bottleneck, [1,1,1,1]), stem 8, planes 4/8/8/16
                           (outputs 16..64), via torch.save(state_dict)
   resnet_tiny.npz         the same state dict as NumPy arrays under the PyTorch names

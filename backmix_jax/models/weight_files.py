@@ -86,9 +86,10 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
 
 
 def _as_loaded(a: np.ndarray) -> np.ndarray:
+  """Floating point (bfloat16 included: NumPy does not count it as floating) as float32."""
   a = np.asarray(a)
-  return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) or \
-      a.dtype == ml_dtypes.bfloat16 else a
+  floating = np.issubdtype(a.dtype, np.floating) or a.dtype == ml_dtypes.bfloat16
+  return a.astype(np.float32) if floating else a
 
 
 def _unwrap(tensors: dict, path: str) -> dict[str, np.ndarray]:
