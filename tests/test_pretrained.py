@@ -22,6 +22,7 @@ import numpy as np
 import optax
 import pytest
 
+from backmix_jax.commands.exit_codes import exit_status
 from backmix_jax.data.core import DataError
 from backmix_jax.frameworks import get_framework
 from backmix_jax.models import get_backbone
@@ -89,6 +90,7 @@ def test_weights_of_another_architecture_are_one_line_naming_the_keys():
     load_pretrained(_zero_variables(model, x), str(FIXTURES / "resnet_tiny.pth"))
   message = str(err.value)
   assert isinstance(err.value, DataError) and "\n" not in message
+  assert exit_status(err.value) == (2, f"error: {message}")
   assert "30 missing (blocks.0.attn.proj.bias, " in message and "+26)" in message
   assert "85 unexpected (conv1.weight, bn1.weight" in message
 
