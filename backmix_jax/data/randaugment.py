@@ -97,28 +97,36 @@ def auto_contrast(x):
   """Per image and channel, stretch lo..hi to 0..255 (identity where hi <= lo)."""
   lo = jnp.min(x, axis=(1, 2), keepdims=True)
   hi = jnp.max(x, axis=(1, 2), keepdims=True)
-  span = jnp.maximum(hi - lo, 1.0).astype(jnp.int32)
-  # Integer arithmetic: the exact floor of (x - lo) * 255 / (hi - lo).
-  stretched = ((x - lo).astype(jnp.int32) * 255 // span).astype(jnp.float32)
-  return jnp.where(hi > lo, stretched, x)
+  span = jnp.maximum(hi - lo, 1.0)
+  # The exact floor of (x - lo) * 255 / (hi - lo): the float32 quotient, corrected by one
+  # where it rounded across an integer (numerator and products stay below 2**24: exact).
+  num = (x - lo) * 255.0
+  q = jnp.floor(num / span)
+  q = jnp.where(q * span > num, q - 1.0, q)
+  q = jnp.where((q + 1.0) * span <= num, q + 1.0, q)
+  return jnp.where(hi > lo, q, x)
 
 
 def equalize(x):
   """Pillow's ImageOps.equalize per image and channel: lut[v] = (step // 2 + #pixels below v)
   // step with step = (#pixels - #pixels of the top value) // 255 (identity when step is 0)."""
   b, h, w, c = x.shape
-  xi = x.astype(jnp.int32)
-  flat = jnp.transpose(xi, (0, 3, 1, 2)).reshape(b * c, h * w)  # [B*C, HW]
-  rows = jnp.arange(b * c)[:, None]
-  hist = jnp.zeros((b * c, 256), jnp.int32).at[rows, flat].add(1)  # [B*C, 256]
-  top = jnp.max(flat, axis=1)
-  step = (h * w - hist[jnp.arange(b * c), top]) // 255  # [B*C]
+  n = b * c
+  xi = x.astype(jnp.int32).reshape(b, h * w, c)
+  # One 256-bin histogram per (image, channel): row b * C + c of a flat [n * 256] table.
+  idx = (jnp.arange(b)[:, None, None] * c + jnp.arange(c)[None, None, :]) * 256 + xi
+  hist = jnp.bincount(idx.ravel(), length=n * 256).reshape(n, 256)
+  top = jnp.max(xi, axis=1).reshape(n)
+  # mode='clip' (indices are in range by construction): the default bounds handling costs
+  # several times the gather itself on CPU.
+  count_top = jnp.take(hist.ravel(), jnp.arange(n) * 256 + top, mode="clip")
+  step = (h * w - count_top) // 255  # [n]
   below = jnp.cumsum(hist, axis=1) - hist  # pixels strictly below each value
-  safe = jnp.maximum(step, 1)[:, None]
-  lut = jnp.minimum((step[:, None] // 2 + below) // safe, 255)
-  out = jnp.take_along_axis(lut, flat, axis=1)
-  out = jnp.where(step[:, None] > 0, out, flat)
-  return jnp.transpose(out.reshape(b, c, h, w), (0, 2, 3, 1)).astype(jnp.float32)
+  lut = jnp.minimum((step[:, None] // 2 + below) // jnp.maximum(step, 1)[:, None], 255)
+  lut = jnp.where(step[:, None] > 0, lut, jnp.arange(256)[None, :])
+  # Materialise the [n, 256] table: fused into the gather, XLA recomputes it per pixel.
+  lut = jax.lax.optimization_barrier(lut)
+  return jnp.take(lut.ravel(), idx, mode="clip").reshape(b, h, w, c).astype(jnp.float32)
 
 
 def invert(x):
@@ -194,7 +202,7 @@ def affine(x, matrix):
   src_y = jnp.floor(m[:, 3] * u + m[:, 4] * v + m[:, 5]).astype(jnp.int32)
   inside = (src_x >= 0) & (src_x < w) & (src_y >= 0) & (src_y < h)
   flat = (jnp.clip(src_y, 0, h - 1) * w + jnp.clip(src_x, 0, w - 1)).reshape(b, h * w)
-  taken = jnp.take_along_axis(x.reshape(b, h * w, c), flat[..., None], axis=1)
+  taken = jnp.take_along_axis(x.reshape(b, h * w, c), flat[..., None], axis=1, mode="clip")
   return jnp.where(inside[..., None], taken.reshape(b, h, w, c), 0.0)
 
 
