@@ -63,7 +63,8 @@ def test_flax_backbone_with_imported_weights_matches_pytorch(kind, file):
 
 def test_npz_and_pth_readers_give_the_same_tensors():
   """The .npz of the state dict (PyTorch names) reads as the .pth does, tensor for tensor."""
-  pth, npz = read_weights(str(FIXTURES / "resnet_tiny.pth")), read_weights(str(FIXTURES / "resnet_tiny.npz"))
+  pth = read_weights(str(FIXTURES / "resnet_tiny.pth"))
+  npz = read_weights(str(FIXTURES / "resnet_tiny.npz"))
   assert sorted(pth) == sorted(npz) and "layer1.0.downsample.0.weight" in pth
   for name in pth:
     np.testing.assert_array_equal(pth[name], npz[name])
@@ -127,7 +128,8 @@ def _safetensors_bytes(arrays: dict) -> bytes:
   header, offset, blobs = {"__metadata__": {"format": "pt"}}, 0, []
   for name, (dtype, a) in arrays.items():
     blob = a.tobytes()
-    header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(blob)]}
+    header[name] = {"dtype": dtype, "shape": list(a.shape),
+                    "data_offsets": [offset, offset + len(blob)]}
     offset += len(blob)
     blobs.append(blob)
   text = json.dumps(header).encode()

@@ -88,7 +88,8 @@ def _listed(names) -> str:
   return ", ".join(names[:_LISTED]) + more
 
 
-def load_into(variables: dict, tensors: dict[str, np.ndarray], source: str = "weights") -> tuple[dict, list[str]]:
+def load_into(variables: dict, tensors: dict[str, np.ndarray],
+              source: str = "weights") -> tuple[dict, list[str]]:
   """`variables` ({'params', 'batch_stats'} of one backbone) with every variable replaced by
   its tensor of `tensors` ({PyTorch name: array}).
 
