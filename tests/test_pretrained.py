@@ -17,7 +17,6 @@ import zipfile
 
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 import optax
 import pytest
@@ -142,7 +141,7 @@ def test_safetensors_half_and_bfloat16_read_as_float32(tmp_path):
   values = np.array([[1.5, -2.25], [0.125, 3.0]], np.float32)
   path = tmp_path / "w.safetensors"
   path.write_bytes(_safetensors_bytes({"a": ("F16", values.astype(np.float16)),
-                                       "b": ("BF16", values.astype(ml_dtypes.bfloat16))}))
+                                       "b": ("BF16", values.astype(jnp.bfloat16))}))
   got = read_weights(str(path))
   for name in "ab":
     assert got[name].dtype == np.float32

@@ -14,7 +14,7 @@
   state_dict.items()})`), loaded with allow_pickle=False.
 
 Floating-point arrays come back as float32 (bfloat16 and float16 files included: bfloat16
-through ml_dtypes, which JAX ships with); integer buffers (BatchNorm's
+through JAX's NumPy dtype); integer buffers (BatchNorm's
 num_batches_tracked) keep their type. A checkpoint that wraps its state dict under
 `state_dict` or `model`, and names prefixed `module.` (DistributedDataParallel), are
 unwrapped. Problems raise `WeightsError` (a DataError: the commands exit with code 2).
@@ -28,10 +28,14 @@ import pickle
 import struct
 import zipfile
 
-import ml_dtypes
+import jax.numpy as jnp
 import numpy as np
 
 from backmix_jax.data.core import DataError
+
+
+# NumPy has no bfloat16; JAX's (ml_dtypes') is a NumPy dtype.
+_BFLOAT16 = jnp.dtype(jnp.bfloat16)
 
 
 class WeightsError(DataError):
@@ -40,7 +44,7 @@ class WeightsError(DataError):
 
 # safetensors dtype names -> NumPy dtypes (little-endian, as the format stores them).
 _SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": _BFLOAT16,
     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
     "BOOL": np.bool_,
 }
@@ -48,7 +52,7 @@ _SAFETENSORS_DTYPES = {
 # torch storage class names (as torch.save pickles them) -> NumPy dtypes.
 _TORCH_STORAGES = {
     "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
+    "BFloat16Storage": _BFLOAT16, "LongStorage": np.int64, "IntStorage": np.int32,
     "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
     "BoolStorage": np.bool_,
 }
@@ -88,7 +92,7 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
 def _as_loaded(a: np.ndarray) -> np.ndarray:
   """Floating point (bfloat16 included: NumPy does not count it as floating) as float32."""
   a = np.asarray(a)
-  floating = np.issubdtype(a.dtype, np.floating) or a.dtype == ml_dtypes.bfloat16
+  floating = np.issubdtype(a.dtype, np.floating) or a.dtype == _BFLOAT16
   return a.astype(np.float32) if floating else a
 
 
