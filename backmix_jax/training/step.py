@@ -1,8 +1,9 @@
 """The data-parallel train step, with BackMix inside it.
 
 `per_device_step` is the program one device runs on its shard of the batch (pmap
-style): clean forward without gradients -> CAMs -> background patches pasted ->
-augmentation -> forward/backward -> gradients and metrics averaged with lax.pmean
+style): RandAugment when asked (data.randaugment_n) -> clean forward without gradients ->
+CAMs -> background patches pasted -> flip and crop -> forward/backward (the framework's
+loss, label-smoothed when asked) -> gradients and metrics averaged with lax.pmean
 over 'data' (batch-norm statistics are averaged inside BatchNorm via its axis_name).
 `make_train_step` maps it over every device with jax.shard_map under jax.jit, the
 train state replicated and the batch sharded.
