@@ -5,9 +5,9 @@ port of a PyTorch RandAugment) and `data/augmentations/__init__.py` ('rand-augme
 
 * each image draws N ops uniformly, with replacement, from the op list and applies them in
   turn; every op gets the value min + (M / 30) * (max - min) of its range (below), so M = 0
-  is the *low end* of each range, which is the identity only for the ops whose low end is
-  (rotate, shear, translate, cutout nearly: one pixel); the 0.1..1.9 enhancement ops are the
-  identity at M = 15 and strongest (0.1) at M = 0, posterize keeps max(1, int(value)) bits
+  is the *low end* of each range: the identity for rotate, shear and translate only (cutout
+  still paints one pixel); the 0.1..1.9 enhancement ops are the identity at M = 15 and
+  strongest (0.1) at M = 0, posterize keeps max(1, int(value)) bits
   (1 bit for every M < 15), solarize inverts every pixel >= its threshold (all at M = 0);
 * rotate, shear and translate flip the sign of their value with probability 1/2;
 * the 'full' list has 16 ops; SVHN and MNIST use a 13-op list without rotate and translate
