@@ -4,7 +4,7 @@ python -m experiments.train --config configs/cifar10.py --workdir runs/cifar10_t
     [--config.trial=0..4] [--config.protocol=arpl|vaze|neal|cssr|dias]
 Offline (an npz file, see docs/data.md): --config.data.source=npz:/path/to/cifar10.npz
 Other code bases' recipes (configs/default.py RECIPES): --config=configs/cifar10.py:cssr
-    (or :arpl_cs, :medaf).
+    (or :arpl_cs, :medaf, :vaze; docs/recipes.md).
 """
 from configs import default
 

@@ -6,7 +6,7 @@ The unknowns come from tfds cifar100 (the split's unknown_source); another sourc
 --config.data.unknown_source=<spec>. Offline (npz files, see docs/data.md):
 --config.data.source=npz:/path/to/cifar10.npz --config.data.unknown_source=npz:/path/to/cifar100.npz
 Other code bases' recipes (configs/default.py RECIPES): --config=configs/cifar_plus10.py:cssr
-    (or :arpl_cs, :medaf).
+    (or :arpl_cs, :medaf, :vaze; docs/recipes.md).
 """
 from configs import default
 

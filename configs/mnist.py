@@ -4,7 +4,7 @@ python -m experiments.train --config configs/mnist.py --workdir runs/mnist_t0 \
     [--config.trial=0..4] [--config.protocol=arpl|vaze|neal|dias]
 Offline (an npz file, see docs/data.md): --config.data.source=npz:/path/to/mnist.npz
 Other code bases' recipes (configs/default.py RECIPES): --config=configs/mnist.py:cssr
-    (or :arpl_cs, :medaf).
+    (or :arpl_cs, :medaf, :vaze; docs/recipes.md).
 """
 from configs import default
 

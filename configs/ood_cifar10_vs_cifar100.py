@@ -4,7 +4,7 @@ python -m experiments.train --config configs/ood_cifar10_vs_cifar100.py --workdi
 There is no class split: trials differ only by --config.seed. Offline (npz files, see
 docs/data.md): --config.data.source=npz:/path/to/cifar10.npz plus data.unknown_source.
 Other code bases' recipes (configs/default.py RECIPES):
-    --config=configs/ood_cifar10_vs_cifar100.py:cssr (or :arpl_cs, :medaf).
+    --config=configs/ood_cifar10_vs_cifar100.py:cssr (or :arpl_cs, :medaf, :vaze; docs/recipes.md).
 """
 from configs import default
 

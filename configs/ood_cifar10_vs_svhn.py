@@ -4,7 +4,7 @@ python -m experiments.train --config configs/ood_cifar10_vs_svhn.py --workdir ru
 There is no class split: trials differ only by --config.seed. Offline (npz files, see
 docs/data.md): --config.data.source=npz:/path/to/cifar10.npz plus data.unknown_source for SVHN.
 Other code bases' recipes (configs/default.py RECIPES):
-    --config=configs/ood_cifar10_vs_svhn.py:cssr (or :arpl_cs, :medaf).
+    --config=configs/ood_cifar10_vs_svhn.py:cssr (or :arpl_cs, :medaf, :vaze; docs/recipes.md).
 """
 from configs import ood_cifar10_vs_cifar100
 

@@ -4,7 +4,7 @@ python -m experiments.train --config configs/svhn.py --workdir runs/svhn_t0 \
     [--config.trial=0..4] [--config.protocol=arpl|vaze|neal|cssr|dias]
 tfds svhn_cropped stores digit 0 as label 0, the ids the split lists use. No offline copy here.
 Other code bases' recipes (configs/default.py RECIPES): --config=configs/svhn.py:cssr
-    (or :arpl_cs, :medaf).
+    (or :arpl_cs, :medaf, :vaze; docs/recipes.md).
 """
 from configs import default
 

@@ -6,7 +6,7 @@ python -m experiments.train --config configs/tinyimagenet.py --workdir runs/tin_
     --config.data.source=folder:/path/to/tiny-imagenet-200 \
     [--config.trial=0..4] [--config.protocol=arpl|vaze|cssr|dias]
 Other code bases' recipes (configs/default.py RECIPES): --config=configs/tinyimagenet.py:cssr
-    (or :arpl_cs, :medaf).
+    (or :arpl_cs, :medaf, :vaze; docs/recipes.md).
 """
 from configs import default
 
