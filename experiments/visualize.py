@@ -12,7 +12,8 @@ from absl import flags
 from backmix_jax.commands import cli
 
 NUM = flags.DEFINE_integer("num", 8, "Number of samples (rows); also the batch partners come from.")
-OUT = flags.DEFINE_string("out", None, "PNG path (default: <workdir>/backmix_grid.png).")
+OUT = flags.DEFINE_string("out", None, "PNG path, or a directory to write backmix_grid.png in "
+                          "(default: <workdir>/backmix_grid.png).")
 flags.adopt_module_key_flags(cli)
 
 

@@ -105,3 +105,24 @@ def test_every_command_refuses_positional_arguments_in_one_line(command, tmp_pat
       "error: unexpected argument 'extra_arg': the commands take flags only "
       "(--<name>=<value>; --help lists them)"], r.stderr[-2000:]
   assert r.stdout == "" and not (tmp_path / "run").exists()
+
+
+def test_sigterm_outside_training_ends_in_one_line_with_143(tmp_path):
+  """A command stopped by SIGTERM while it works (evaluating, drawing; training saves and
+  stops on its own) ends through the commands' one exit path: one 'error:' line, exit 143
+  (128 + SIGTERM, as a shell reports it), no traceback. The real run_main with a main that
+  is terminated mid-work."""
+  script = tmp_path / "terminated.py"
+  script.write_text(
+      "import os, signal, time\n"
+      "from backmix_jax.commands import cli\n"
+      "def main(argv):\n"
+      "  os.kill(os.getpid(), signal.SIGTERM)\n"
+      "  time.sleep(60)\n"
+      "cli.run_main(main, require_workdir=False)\n")
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+  r = subprocess.run([sys.executable, str(script), "--config=configs/digits.py"], cwd=REPO,
+                     env=env, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 143 and r.stderr.strip().splitlines() == [
+      "error: stopped by SIGTERM before the command finished; what it writes at the end was "
+      "not written: run the same command again"], (r.returncode, r.stderr[-2000:])

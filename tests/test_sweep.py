@@ -84,40 +84,16 @@ def test_mix_and_clean_cannot_mix_on_and_off():
 
 
 @pytest.mark.slow
-def test_sweep_writes_each_runs_single_run_record_and_resumes(tmp_path):
-  """train_sweep: each run's workdir holds config.json, identity.json, metrics.jsonl,
-  metrics.json of the final step and a final checkpoint that restores into the single run;
-  the same call again finds every run finished (nothing trained) and returns the same
-  metrics."""
-  from backmix_jax.training.checkpointing import Checkpointer
-  from backmix_jax.training.run import build_run
-  configs = [quick_config(seed=0), quick_config(seed=0, **{"backmix.enabled": False})]
-  dirs = [tmp_path / "on", tmp_path / "off"]
-  first = sw.train_sweep(configs, dirs)
-  for config, d, m in zip(configs, dirs, first):
-    for name in ("config.json", "identity.json", "metrics.jsonl", "metrics.json"):
-      assert (d / name).exists(), (d, name)
-    saved = json.loads((d / "metrics.json").read_text())
-    assert saved["run"]["backmix"] is config.backmix.enabled
-    assert saved["step"] == saved["run"]["total_steps"] == 754 // 32
-    run = build_run(config)
-    ckpt = Checkpointer(str(d))
-    try:
-      state, step = ckpt.restore(run.state, run.signature)
-    finally:
-      ckpt.close()
-    assert step == 754 // 32 and state.bank.shape == run.state.bank.shape
-  again = sw.train_sweep(configs, dirs)
-  for a, b in zip(first, again):
-    assert a["auroc"] == b["auroc"] and a["acc"] == b["acc"]
-
-
-@pytest.mark.slow
-def test_a_resumed_sweep_ends_as_the_uninterrupted_one(tmp_path):
-  """A sweep whose runs kept only their checkpoints up to step 10 (killed after it) resumes
-  there and ends with the same parameters, bit for bit, and the same metrics as the sweep
-  that was never interrupted (each run's params, optimiser, BN statistics, bank, RNG and
-  data position come back from its own checkpoint)."""
+def test_sweep_records_each_run_and_a_resumed_sweep_ends_as_the_uninterrupted_one(tmp_path):
+  """train_sweep, one sweep trained three ways (the trainings are shared: each costs a
+  compile):
+  - each run's workdir holds config.json, identity.json, metrics.jsonl, metrics.json of the
+    final step and a final checkpoint that restores into the single run;
+  - the same call again finds every run finished (nothing trained), same metrics;
+  - a sweep whose runs kept only their checkpoints up to step 10 (killed after it) resumes
+    there and ends with the same parameters, bit for bit, and the same metrics as the sweep
+    that was never interrupted (each run's params, optimiser, BN statistics, bank, RNG and
+    data position come back from its own checkpoint)."""
   import shutil
   from backmix_jax.training.checkpointing import Checkpointer
   from backmix_jax.training.run import build_run
@@ -127,6 +103,15 @@ def test_a_resumed_sweep_ends_as_the_uninterrupted_one(tmp_path):
   full = [tmp_path / "full_on", tmp_path / "full_off"]
   part = [tmp_path / "part_on", tmp_path / "part_off"]
   m_full = sw.train_sweep(configs, full)
+  for config, d in zip(configs, full):
+    for name in ("config.json", "identity.json", "metrics.jsonl", "metrics.json"):
+      assert (d / name).exists(), (d, name)
+    saved = json.loads((d / "metrics.json").read_text())
+    assert saved["run"]["backmix"] is config.backmix.enabled
+    assert saved["step"] == saved["run"]["total_steps"] == 754 // 32
+  again = sw.train_sweep(configs, full)
+  for a, b in zip(m_full, again):
+    assert a["auroc"] == b["auroc"] and a["acc"] == b["acc"]
   for f, p in zip(full, part):
     (p / "checkpoints").mkdir(parents=True)
     shutil.copytree(f / "checkpoints" / "10", p / "checkpoints" / "10")
@@ -137,8 +122,10 @@ def test_a_resumed_sweep_ends_as_the_uninterrupted_one(tmp_path):
     for d in (f, p):
       ckpt = Checkpointer(str(d))
       try:
-        states.append(ckpt.restore(run.state, run.signature)[0])
+        state, step = ckpt.restore(run.state, run.signature)
+        states.append(state)
       finally:
         ckpt.close()
+      assert step == 754 // 32 and state.bank.shape == run.state.bank.shape
     np.testing.assert_array_equal(flat_params(states[0]), flat_params(states[1]))
     assert a["auroc"] == b["auroc"] and a["oscr"] == b["oscr"]

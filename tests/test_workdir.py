@@ -260,3 +260,23 @@ def test_a_claim_left_without_accept_is_a_bug_not_a_silent_unrecorded_run(tmp_pa
   with pytest.raises(RuntimeError, match="ended without accept"):
     with claim(quick_config(), str(tmp_path / "run")):
       pass
+
+
+def test_unfinished_checkpoint_writes_are_removed_by_the_writer_only(tmp_path):
+  """The temporary folders of saves that never finished are removed (and named) by a writing
+  Checkpointer, so Orbax's first save meets none; finished checkpoints stay, and a reader
+  removes nothing."""
+  from backmix_jax.training.checkpointing import Checkpointer
+  root = tmp_path / "checkpoints"
+  for name in ("10", "15.orbax-checkpoint-tmp", "20.orbax-checkpoint-tmp-1733390000"):
+    (root / name).mkdir(parents=True)
+    (root / name / "data").write_text("x")
+  reader = Checkpointer(str(tmp_path), read_only=True)
+  assert reader.remove_unfinished() == []
+  reader.close()
+  assert len(os.listdir(root)) == 3
+  writer = Checkpointer(str(tmp_path))
+  assert writer.remove_unfinished() == ["15.orbax-checkpoint-tmp",
+                                        "20.orbax-checkpoint-tmp-1733390000"]
+  writer.close()
+  assert os.listdir(root) == ["10"] and (root / "10" / "data").read_text() == "x"

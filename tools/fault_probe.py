@@ -982,6 +982,10 @@ record_case("truncated history.jsonl", _truncate_record("history.jsonl", '{"time
             "history.jsonl")
 record_case("identity.json that is a JSON list", _truncate_record("identity.json", "[1, 2]"), 2,
             "identity.json")
+record_case("identity.json without its identity entry",
+            _truncate_record("identity.json", '{"started": null}'), 2, "identity.json")
+record_case("history.jsonl line that is a JSON list", _truncate_record("history.jsonl", "[1]\n"),
+            2, "history.jsonl")
 
 
 @case("run record", "a config error on a finished run changes nothing", "2 + error line, record unchanged")
@@ -1152,6 +1156,21 @@ eval_case("another score (energy) is accepted", lambda ctx, wd: ev(wd, "--config
           0, unchanged=False, expected="0")
 eval_case("--arpl_compat", lambda ctx, wd: ev(wd, "--arpl_compat"), 0, unchanged=False,
           expected="0")
+
+
+@case("evaluate", "SIGTERM while evaluating (--out)", "143 + error line, workdir unchanged")
+def _(ctx):
+  wd = ctx.copy_ref()
+  before = snapshot(wd)
+  live = ctx.start(ev(wd, "--out", ctx.path("out")))
+  time.sleep(6)  # imports, data, restore: the command is still working
+  if live.p.poll() is not None:
+    ctx.problems.append("the command ended before the signal")
+  live.signal(signal.SIGTERM)
+  check(live.finish(), Expect(143, words="SIGTERM", error=True), ctx.problems, lock_dirs=[wd])
+  d = snapshot_diff(before, snapshot(wd))
+  if d:
+    ctx.problems.append(d.replace("run record changed", "the workdir evaluated changed"))
 
 
 def _truncated(ctx, wd, *args, step=PROC_STEPS):

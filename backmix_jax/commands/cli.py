@@ -8,13 +8,14 @@ adopts these flags as its own (`flags.adopt_module_key_flags(cli)`), so its --he
 them beside its own. Exit codes
 and the one line each failure ends with are defined in backmix_jax/commands/exit_codes.py:
 0 done, 2 a bad input found before work started, 1 a failure after training started, 130
-Ctrl-C; a traceback means a bug.
+Ctrl-C, 143 SIGTERM outside training; a traceback means a bug.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -159,7 +160,11 @@ def run_main(main, *, require_workdir: bool = True):
       return
     try:
       # Imported once the flags are parsed: --help and flag errors need no JAX.
-      from backmix_jax.commands.exit_codes import drop_closed_event_loop, not_a_reported_os_error
+      from backmix_jax.commands.exit_codes import (drop_closed_event_loop,
+                                                   not_a_reported_os_error, raise_terminated)
+      # SIGTERM ends in one line like any other stop (training installs its own handler,
+      # which saves a checkpoint first).
+      signal.signal(signal.SIGTERM, raise_terminated)
       # Orbax logs a failed write through absl, and asyncio the futures of its writes that
       # failed ("exception was never retrieved"): both repeat what the one line says.
       for logger in (absl_logging.get_absl_logger(), logging.getLogger("asyncio")):

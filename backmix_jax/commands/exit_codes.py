@@ -1,6 +1,7 @@
 """How a command ends: the exit code and the one line each failure is reported with.
 
-0 done (or stopped by SIGTERM with a checkpoint saved), 2 a bad input or environment found
+0 done (or training stopped by SIGTERM with a checkpoint saved), 143 another command
+stopped by SIGTERM (128 + 15, as a shell reports it), 2 a bad input or environment found
 before work started (flags, config file, config values, data, workdir, distributed setup),
 1 a failure after training started (non-finite loss, disk full, I/O), 130 stopped by
 Ctrl-C. Each failure is one line, never a traceback; a traceback means a bug. The commands
@@ -24,6 +25,15 @@ USER_ERRORS = (ConfigError, DataError, CheckpointError, EvaluatorError, WorkdirE
 RUN_FAILURES = (RunFailed, NonFiniteError)
 
 
+class Terminated(Exception):
+  """SIGTERM reached a command outside training (which saves and stops: Preempted)."""
+
+
+def raise_terminated(signum, frame):
+  """The commands' SIGTERM handler: end through `exit_status` like any other stop."""
+  raise Terminated
+
+
 def exit_status(error: BaseException) -> tuple[int, str] | None:
   """(exit code, the one line to print) for an error a command ends with; None for one
   that is a bug (its traceback is wanted) or absl's own SystemExit. Preempted's line goes
@@ -33,6 +43,9 @@ def exit_status(error: BaseException) -> tuple[int, str] | None:
   if isinstance(error, KeyboardInterrupt):
     return 130, ("error: interrupted by Ctrl-C; checkpoints already complete are kept: run the "
                  "same command again to resume from the newest")
+  if isinstance(error, Terminated):
+    return 143, ("error: stopped by SIGTERM before the command finished; what it writes at "
+                 "the end was not written: run the same command again")
   if isinstance(error, RUN_FAILURES):
     return 1, f"error: {error}"
   if isinstance(error, USER_ERRORS):

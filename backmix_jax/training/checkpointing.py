@@ -7,6 +7,7 @@ sentence instead of a shape error deep inside Orbax.
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 
 import flax.serialization
@@ -141,6 +142,18 @@ class Checkpointer:
               "steps it held") from None
         self._quarantine(candidate, e)
     raise CheckpointError(f"no readable checkpoint in {self.directory}")
+
+  def remove_unfinished(self) -> list[str]:
+    """Remove the temporary folders of saves that never finished (a run stopped by a full
+    disk or a kill mid-write); the writer calls this before its first save, so Orbax does
+    not meet them (it would remove them itself, with a warning per folder). Returns their
+    names. Finished checkpoints are never touched."""
+    if self.read_only or jax.process_index() != 0 or not os.path.isdir(self.directory):
+      return []
+    names = sorted(n for n in os.listdir(self.directory) if ".orbax-checkpoint-tmp" in n)
+    for name in names:
+      shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    return names
 
   def _damaged(self, step: int, error: Exception) -> str:
     """'checkpoint at step N in <dir> is unreadable (...)' or '... holds non-finite ...'."""

@@ -324,6 +324,11 @@ def _train_sweep(configs, workdirs: list[str], claims) -> list[dict]:
     if not ckpts:
       ckpts = [checkpointing.Checkpointer(w, keep=c.keep_checkpoints)
                for c, w in zip(configs, workdirs)]
+    for ckpt, w in zip(ckpts, workdirs):
+      unfinished = ckpt.remove_unfinished()
+      if unfinished:
+        log(f"note   {w}: removed the unfinished checkpoint write(s) {', '.join(unfinished)} "
+            "of an earlier start")
     loggers = [MetricLogger(w) for w in workdirs]
     if start:
       for logger in loggers:

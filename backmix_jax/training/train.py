@@ -202,6 +202,10 @@ def _run(config, workdir: str, held, preemption) -> dict:
     held.accept()
     if ckpt is None:
       ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+    unfinished = ckpt.remove_unfinished()
+    if unfinished:
+      log(f"note   removed the unfinished checkpoint write(s) {', '.join(unfinished)} of an "
+          "earlier start")
     logger = MetricLogger(workdir)
     if start:  # readers drop the records of steps > start written before: they are replayed
       logger.resumed_from(start)
