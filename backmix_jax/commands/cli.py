@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -146,6 +147,10 @@ def _parse_flags(argv, *, require_workdir: bool = True):
   return rest
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+  return f"warning: {message}\n"
+
+
 def run_main(main, *, require_workdir: bool = True):
   """absl app.run with bad flags and user errors (bad config, data, checkpoint) in one line."""
   from absl import app
@@ -165,6 +170,9 @@ def run_main(main, *, require_workdir: bool = True):
       # SIGTERM ends in one line like any other stop (training installs its own handler,
       # which saves a checkpoint first).
       signal.signal(signal.SIGTERM, raise_terminated)
+      # A warning is one line, as every other message of the commands (Python's shows the
+      # file, line number and source line of the warnings.warn call).
+      warnings.formatwarning = _one_line_warning
       # Orbax logs a failed write through absl, and asyncio the futures of its writes that
       # failed ("exception was never retrieved"): both repeat what the one line says.
       for logger in (absl_logging.get_absl_logger(), logging.getLogger("asyncio")):
