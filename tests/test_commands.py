@@ -107,16 +107,17 @@ def test_every_command_refuses_positional_arguments_in_one_line(command, tmp_pat
   assert r.stdout == "" and not (tmp_path / "run").exists()
 
 
-def test_sigterm_outside_training_ends_in_one_line_with_143(tmp_path):
+def test_sigterm_outside_training_and_warnings_end_in_one_line_each(tmp_path):
   """A command stopped by SIGTERM while it works (evaluating, drawing; training saves and
   stops on its own) ends through the commands' one exit path: one 'error:' line, exit 143
-  (128 + SIGTERM, as a shell reports it), no traceback. The real run_main with a main that
-  is terminated mid-work."""
+  (128 + SIGTERM, as a shell reports it), no traceback; a warning before it is one line too.
+  The real run_main with a main that warns and is then terminated mid-work."""
   script = tmp_path / "terminated.py"
   script.write_text(
-      "import os, signal, time\n"
+      "import os, signal, time, warnings\n"
       "from backmix_jax.commands import cli\n"
       "def main(argv):\n"
+      "  warnings.warn('checkpoint at step 7 is unreadable')\n"
       "  os.kill(os.getpid(), signal.SIGTERM)\n"
       "  time.sleep(60)\n"
       "cli.run_main(main, require_workdir=False)\n")
@@ -124,5 +125,6 @@ def test_sigterm_outside_training_ends_in_one_line_with_143(tmp_path):
   r = subprocess.run([sys.executable, str(script), "--config=configs/digits.py"], cwd=REPO,
                      env=env, capture_output=True, text=True, timeout=120)
   assert r.returncode == 143 and r.stderr.strip().splitlines() == [
+      "warning: checkpoint at step 7 is unreadable",
       "error: stopped by SIGTERM before the command finished; what it writes at the end was "
       "not written: run the same command again"], (r.returncode, r.stderr[-2000:])
