@@ -220,3 +220,25 @@ def test_a_network_without_one_backbone_and_a_missing_file_are_refused():
   found = validate.problems(quick_config(pretrained="/nonexistent/resnet50.pth"))
   assert found == ["pretrained weights file '/nonexistent/resnet50.pth' does not exist (weights "
                    "are never downloaded: give the path of a local file)"]
+
+
+def test_readers_of_a_trained_run_never_need_the_initial_weights_file(tmp_path):
+  """evaluate, visualize and trials collecting restore a checkpoint, which replaces the
+  initial weights: a weights file that has moved is no reason to refuse them (they get as
+  far as the missing checkpoint here). The reader's config drops only that field, on a
+  copy."""
+  from backmix_jax.commands.evaluate import evaluate_checkpoint
+  from backmix_jax.commands.trials import run_trials
+  from backmix_jax.commands.visualize import visualize
+  from backmix_jax.training.checkpointing import CheckpointError
+  from backmix_jax.training.run import reader_config
+  config = quick_config(pretrained="/moved/resnet50.pth")
+  reader = reader_config(config)
+  assert reader.pretrained == "" and config.pretrained == "/moved/resnet50.pth"
+  assert reader.to_dict() == dict(config.to_dict(), pretrained="")
+  with pytest.raises(CheckpointError, match="no checkpoint"):
+    evaluate_checkpoint(config, str(tmp_path))
+  with pytest.raises(CheckpointError, match="no checkpoint"):
+    visualize(config, str(tmp_path / "run"))
+  with pytest.raises(CheckpointError, match="no finished trial"):
+    run_trials(config, str(tmp_path / "trials"), [0])

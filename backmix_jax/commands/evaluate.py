@@ -18,7 +18,7 @@ from backmix_jax.evaluation.evaluators import build_evaluators
 from backmix_jax.training import identity, validate
 from backmix_jax.training.checkpointing import Checkpointer, CheckpointError
 from backmix_jax.training.records import log
-from backmix_jax.training.run import build_run
+from backmix_jax.training.run import build_run, reader_config
 from backmix_jax.training.train import evaluate_run, run_record
 from backmix_jax.training.workdir import (CONFIG, HISTORY, IDENTITY, WorkdirError,
                                           checkpoint_steps, trained_config)
@@ -99,6 +99,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
       (`check_trained_config`).
     ConfigError / DataError: as for training.
   """
+  config = reader_config(config)  # the checkpoint's weights, not an initial weights file
   validate.check_config(config)
   # Checked before the data is loaded and the model initialised: these fail in a second.
   steps = checkpoint_steps(workdir)

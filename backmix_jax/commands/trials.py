@@ -24,7 +24,7 @@ from backmix_jax.evaluation import plots, published, report
 from backmix_jax.training import identity, validate
 from backmix_jax.training.checkpointing import CheckpointError
 from backmix_jax.training.records import log
-from backmix_jax.training.run import build_run
+from backmix_jax.training.run import build_run, reader_config
 from backmix_jax.training.sweep import train_sweep
 from backmix_jax.training.train import train_and_evaluate
 from backmix_jax.training.workdir import checkpoint_steps
@@ -114,11 +114,12 @@ def collect_or_train(config, directory: str, *, train: bool) -> tuple[dict | Non
     return metrics, "collected metrics.json"
   steps = checkpoint_steps(directory)
   if steps:
-    validate.check_config(config)
-    check_trained_config(config, directory)  # another split's checkpoint: refuse, never relabel
-    run = build_run(config)
+    reader = reader_config(config)  # the checkpoint's weights, not an initial weights file
+    validate.check_config(reader)
+    check_trained_config(reader, directory)  # another split's checkpoint: refuse, never relabel
+    run = build_run(reader)
     if run.total_steps in steps:
-      return (evaluate_checkpoint(config, directory, run.total_steps, run=run),
+      return (evaluate_checkpoint(reader, directory, run.total_steps, run=run),
               f"evaluated the final checkpoint ({why})")
     why = f"{why}; newest checkpoint at step {steps[-1]} of {run.total_steps}"
   if not train:
@@ -145,7 +146,8 @@ def run_trials(config, workdir: str, trials: list[int], *, train: bool = False,
   main_method = BACKMIX if config.backmix.enabled else dataclasses.replace(
       PLAIN, suffix="")
   methods = [main_method] + ([PLAIN] if baseline else [])
-  validate.check_config(config)  # a bad override is refused before anything is written
+  # A bad override is refused before anything is written.
+  validate.check_config(config if train else reader_config(config))
   log(f"trials {config.dataset}, {config.protocol} split protocol, trials {trials}, "
       f"{' and '.join(m.label for m in methods)} in {workdir}")
 

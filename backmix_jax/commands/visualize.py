@@ -22,7 +22,7 @@ from backmix_jax import backmix
 from backmix_jax.data import augment
 from backmix_jax.training import checkpointing, validate
 from backmix_jax.cams import batch_cams
-from backmix_jax.training.run import build_run
+from backmix_jax.training.run import build_run, reader_config
 
 
 COLUMNS = ("target", "partner", "partner CAM", "masked partner", "mixed")
@@ -169,6 +169,7 @@ def visualize(config, workdir: str, num: int = 8, out: str | None = None) -> tup
 
   Returns (path of the PNG, the panels of `mixing_panels`).
   """
+  config = reader_config(config)  # the checkpoint's weights, not an initial weights file
   validate.check_config(config)
   out = grid_path(workdir, out)
   if num < 2:

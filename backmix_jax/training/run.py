@@ -3,6 +3,7 @@ mesh, networks, optimiser, input stream, initial state and checkpoint signature.
 evaluation, trials, the mixing grid and the speed benchmark all start from one."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import flax.linen as nn
@@ -70,6 +71,18 @@ def backmix_fill(config, train: ArraySplit):
     raise validate.ConfigError(f"backmix.fill_mode={b.fill_mode!r} is unknown")
   mean = train.images.mean(axis=(0, 1, 2), dtype=np.float64)  # [C], on the 0..255 scale
   return np.asarray(augment.normalize(mean.astype(np.float32), config.data.normalize), np.float32)
+
+
+def reader_config(config):
+  """`config` as a reader of a run's checkpoints (evaluate, visualize, trials collecting)
+  builds the run from: without the initial weights file, which the restored checkpoint
+  replaces (its path is part of the schedule, which readers do not compare), so a trained
+  run is read after that file has moved."""
+  if not config.get("pretrained"):
+    return config
+  config = copy.deepcopy(config)
+  config.pretrained = ""
+  return config
 
 
 def build_run(config, data: OpenSetData | None = None) -> Run:

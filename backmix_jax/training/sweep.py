@@ -45,8 +45,9 @@ from backmix_jax.training.errors import ConfigError
 from backmix_jax.training.records import MetricLogger, format_duration, log
 from backmix_jax.training.run import Run, build_run
 from backmix_jax.training.step import per_device_step
-from backmix_jax.training.train import (NonFiniteError, Preempted, PreemptionWatch,
-                                        evaluate_run, log_evaluations)
+from backmix_jax.training.loop import Clock, Hooks, run_loop
+from backmix_jax.training.train import (NonFiniteError, PreemptionWatch, evaluate_run,
+                                        log_evaluations)
 from backmix_jax.training.workdir import checkpoint_steps, claim as claim_workdir
 
 # Config fields that may differ between the runs of one sweep; every other field must match.
@@ -373,11 +374,10 @@ def _loop(sweep: Sweep, stacked, start: int, ckpts, loggers, preemption, evaluat
     log(f"nothing to train: checkpoint step {start} >= {total} steps")
     return stacked
   mix_prob, fill = sweep_inputs(sweep)
-  window = dict(t=time.time(), step=start, sums=[{} for _ in range(r)], n=[0] * r,
-                skipped=[0] * r)
-  pending = None
+  clock = Clock(start)
+  window = dict(sums=[{} for _ in range(r)], n=[0] * r, skipped=[0] * r)
 
-  def absorb(step, metrics):
+  def read(step, metrics):
     metrics = jax.device_get(metrics)
     finite = np.asarray(metrics.pop("finite"))
     for i in range(r):
@@ -400,7 +400,7 @@ def _loop(sweep: Sweep, stacked, start: int, ckpts, loggers, preemption, evaluat
       window["n"][i] += 1
     if step % cfg.log_every_steps == 0 or step == total:
       now = time.time()
-      rate = (step - window["step"]) * cfg.batch_size / max(now - window["t"], 1e-9)
+      rate = clock.rate(step, cfg.batch_size, now)
       avgs = [{k: v / max(n, 1) for k, v in sums.items()}
               for sums, n in zip(window["sums"], window["n"])]
       for logger, avg in zip(loggers, avgs):
@@ -413,39 +413,26 @@ def _loop(sweep: Sweep, stacked, start: int, ckpts, loggers, preemption, evaluat
       log(f"step {step:>6}/{total} | epoch {(step - 1) // spe + 1:>3}/{cfg.num_epochs} | "
           f"mean of {r} runs: loss {loss:.4f} acc {acc:.3f} | {r} x {rate:,.0f} = "
           f"{r * rate:,.0f} img/s | left {format_duration(left)}")
-      window.update(t=now, step=step, sums=[{} for _ in range(r)], n=[0] * r)
+      clock.mark(step, now)
+      window.update(sums=[{} for _ in range(r)], n=[0] * r)
 
-  for step, batch in enumerate(sweep_batches(sweep.streams, start, total), start=start + 1):
-    stacked, metrics = sweep.step_fn(stacked, to_global(batch, sweep.mesh), mix_prob, fill)
-    if step == start + 1:  # keep compilation out of the images/s figure
-      jax.block_until_ready(metrics)
-      window.update(t=time.time(), step=step - 1)
-    if pending is not None:
-      absorb(*pending)
-    pending = (step, metrics)
-    if preemption.requested(step) and step != total:
-      absorb(*pending)
-      _save_all(sweep, stacked, step, ckpts, force=True)
-      for ckpt in ckpts:
-        ckpt.wait()
-      raise Preempted(f"stopped by {preemption.signal} at step {step}/{total}; each run's "
-                      "checkpoint saved in its workdir. Run the same command again to resume.",
-                      exit_code=130 if preemption.signal == "SIGINT" else 0)
-    if step % cfg.checkpoint_every_steps == 0 and step != total:
-      absorb(*pending)
-      pending = None
-      _save_all(sweep, stacked, step, ckpts)
-    names = due(evaluators[0], step // spe) if step % spe == 0 and step != total else []
-    if names:
-      if pending is not None:
-        absorb(*pending)
-        pending = None
-      t_eval = time.time()
-      for i, (run, logger) in enumerate(zip(sweep.runs, loggers)):
-        log(f"eval   run {i} ({_describe(run)})")
-        log_evaluations(run_evaluators(evaluators[i], names, run_state(sweep, stacked, i)),
-                        evaluators[i], step, step // spe, logger)
-      window["t"] += time.time() - t_eval
-  if pending is not None:
-    absorb(*pending)
-  return stacked
+  def evaluate(names, step, stacked):
+    for i, (run, logger) in enumerate(zip(sweep.runs, loggers)):
+      log(f"eval   run {i} ({_describe(run)})")
+      log_evaluations(run_evaluators(evaluators[i], names, run_state(sweep, stacked, i)),
+                      evaluators[i], step, step // spe, logger)
+
+  def wait():
+    for ckpt in ckpts:
+      ckpt.wait()
+
+  hooks = Hooks(
+      step=lambda stacked, batch: sweep.step_fn(stacked, to_global(batch, sweep.mesh),
+                                                mix_prob, fill),
+      read=read, save=lambda step, stacked, force: _save_all(sweep, stacked, step, ckpts,
+                                                              force=force),
+      wait=wait, due=lambda epoch: due(evaluators[0], epoch), evaluate=evaluate,
+      saved_where="each run's checkpoint saved in its workdir")
+  return run_loop(stacked, sweep_batches(sweep.streams, start, total), start=start,
+                  total=total, steps_per_epoch=spe, checkpoint_every=cfg.checkpoint_every_steps,
+                  preemption=preemption, clock=clock, hooks=hooks)

@@ -17,6 +17,7 @@ from backmix_jax import parallel
 from backmix_jax.evaluation import report
 from backmix_jax.evaluation.evaluators import build_evaluators, due, run_evaluators
 from backmix_jax.training import checkpointing, identity, validate
+from backmix_jax.training.loop import Clock, Hooks, Preempted, run_loop
 from backmix_jax.training.records import MetricLogger, format_duration, log
 from backmix_jax.training.run import Run, build_run
 from backmix_jax.training.state import donatable_copy
@@ -27,18 +28,6 @@ from backmix_jax.training.workdir import checkpoint_steps, claim as claim_workdi
 class NonFiniteError(RuntimeError):
   """Loss or gradients became NaN/inf under nan_policy='stop', or stayed so for
   max_skipped_steps steps in a row under nan_policy='skip_step'."""
-
-
-class Preempted(Exception):
-  """Training stopped on SIGTERM or Ctrl-C after saving a checkpoint; rerunning resumes.
-
-  exit_code: 0 for SIGTERM (a scheduler's stop is a clean end), 130 for Ctrl-C (128 +
-  SIGINT, as a shell reports an interrupted command).
-  """
-
-  def __init__(self, message: str, exit_code: int = 0):
-    super().__init__(message)
-    self.exit_code = exit_code
 
 
 class PreemptionWatch:
@@ -239,11 +228,11 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption, evalua
   if start >= total:
     log(f"nothing to train: checkpoint step {start} >= {total} steps")
     return state
-  window = dict(t=time.time(), step=start, sums={}, n=0, skipped=0)
+  clock = Clock(start)
+  window = dict(sums={}, n=0, skipped=0)
   profiler = StepProfiler(os.path.join(workdir, "profile"), start, cfg.profile_steps)
-  pending = None  # (step, metrics) of the step before, read while this one runs
 
-  def absorb(step, metrics):
+  def read(step, metrics):
     metrics = jax.device_get(metrics)
     if not bool(metrics.pop("finite")):
       if cfg.nan_policy == "stop":
@@ -270,7 +259,7 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption, evalua
     window["n"] += 1
     if step % cfg.log_every_steps == 0 or step == total:
       now = time.time()
-      rate = (step - window["step"]) * cfg.batch_size / max(now - window["t"], 1e-9)
+      rate = clock.rate(step, cfg.batch_size, now)
       avg = {k: v / window["n"] for k, v in window["sums"].items()}
       left = (total - step) * cfg.batch_size / max(rate, 1e-9)
       log(f"step {step:>6}/{total} | epoch {(step - 1) // spe + 1:>3}/{cfg.num_epochs} | "
@@ -278,40 +267,22 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption, evalua
           f"grad norm {avg['grad_norm']:.3g} | {rate:,.0f} img/s | "
           f"left {format_duration(left)}")
       logger.write(step, dict(avg, images_per_second=rate))
-      window.update(t=now, step=step, sums={}, n=0)
+      clock.mark(step, now)
+      window.update(sums={}, n=0)
 
-  for step, batch in enumerate(run.stream.batches(start, total), start=start + 1):
-    state, metrics = step_fn(state, parallel.to_global(batch, run.mesh))
-    if step == start + 1:  # keep compilation out of the images/s figure
-      jax.block_until_ready(metrics)
-      window.update(t=time.time(), step=step - 1)
-    if pending is not None:
-      absorb(*pending)
-    pending = (step, metrics)
-    if preemption.requested(step) and step != total:
-      absorb(*pending)  # never checkpoint a state that went non-finite
-      ckpt.save(step, state, run.signature, force=True)
-      ckpt.wait()
-      raise Preempted(f"stopped by {preemption.signal} at step {step}/{total}; checkpoint "
-                      f"saved in {ckpt.directory}. Run the same command again to resume.",
-                      exit_code=130 if preemption.signal == "SIGINT" else 0)
-    # The one place that decides the periodic saves (the final one follows the loop).
-    if step % cfg.checkpoint_every_steps == 0 and step != total:
-      absorb(*pending)  # never checkpoint a state that went non-finite
-      pending = None
-      ckpt.save(step, state, run.signature)
-    names = due(evaluators, step // spe) if step % spe == 0 and step != total else []
-    if names:
-      if pending is not None:
-        absorb(*pending)  # evaluate only a state whose step was finite
-        pending = None
-      t_eval = time.time()
-      log_evaluations(run_evaluators(evaluators, names, state), evaluators, step, step // spe,
-                      logger)
-      window["t"] += time.time() - t_eval  # keep evaluation out of the images/s figure
-    profiler.after_step(step, state)
-  if pending is not None:
-    absorb(*pending)
+  def evaluate(names, step, state):
+    log_evaluations(run_evaluators(evaluators, names, state), evaluators, step, step // spe,
+                    logger)
+
+  hooks = Hooks(
+      step=lambda state, batch: step_fn(state, parallel.to_global(batch, run.mesh)),
+      read=read, save=lambda step, state, force: ckpt.save(step, state, run.signature,
+                                                            force=force),
+      wait=ckpt.wait, due=lambda epoch: due(evaluators, epoch), evaluate=evaluate,
+      saved_where=f"checkpoint saved in {ckpt.directory}", after_step=profiler.after_step)
+  state = run_loop(state, run.stream.batches(start, total), start=start, total=total,
+                   steps_per_epoch=spe, checkpoint_every=cfg.checkpoint_every_steps,
+                   preemption=preemption, clock=clock, hooks=hooks)
   profiler.stop(state)
   return state
 
