@@ -12,6 +12,8 @@ pipelines and the trainer never know where the images came from. Specs:
   folder:<path>               TinyImageNet layout: train/<wnid>/[images/]*.JPEG; val/images +
                               val/val_annotations.txt, or val/<wnid>/ (the test split);
                               class id = index of the wnid in sorted(train wnids)
+  arrayrecord:<dir>           shards written by `python -m experiments.prepare` (data/shards.py);
+                              data.backend=grain streams its training split from them
   mnist|svhn|cifar10|cifar100 shorthand for tfds:<tfds name> (svhn = svhn_cropped, whose
                               labels are already 0..9); `splits.Split.unknown_source` uses these
 
@@ -32,12 +34,12 @@ from typing import Sequence
 
 from backmix_jax.data.core import ArraySplit, DataError, SourceData
 from backmix_jax.data.images import conform
-from backmix_jax.data.readers import ReadRequest, Reader, digits, folder, npz
+from backmix_jax.data.readers import ReadRequest, Reader, arrayrecord, digits, folder, npz
 from backmix_jax.data.readers import tfds as tfds_reader
 
 # Spec kind -> reader, in the order messages list them.
 READERS: dict[str, Reader] = {r.kind: r for r in (digits.READER, npz.READER, tfds_reader.READER,
-                                                  folder.READER)}
+                                                  folder.READER, arrayrecord.READER)}
 _SPLITS = ("train", "test")
 
 

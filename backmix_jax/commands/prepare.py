@@ -1,0 +1,72 @@
+"""Prepare a dataset for streaming: read a source spec once and write its train and test
+splits as ArrayRecord shards with a manifest (format: data/shards.py), which
+`data.source=arrayrecord:<dir>` reads and `data.backend=grain` streams.
+
+The flags are in experiments/prepare.py. Images are written as the config's data pipeline
+sees them (its data.image_size and data.channels, conformed as every source is), so a run
+on the shards trains on the same pixels as a run on the source.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from backmix_jax.data import shards, sources, splits
+from backmix_jax.data.core import DataError
+
+
+def known_classes(config) -> tuple[int, ...]:
+  """The known classes of the config's split (config.known_classes when set)."""
+  if config.known_classes:
+    return tuple(int(c) for c in config.known_classes)
+  return tuple(splits.get_split(config.dataset, config.protocol, config.trial).known)
+
+
+def prepare(config, source: str, out: str, *, known_only: bool = False,
+            records_per_shard: int = 10_000, max_per_split: int | None = None,
+            progress=print) -> dict:
+  """Write `source` (a source spec; '' = config.data.source) into the new directory `out`;
+  with known_only the training split keeps only the config's known classes (the test split
+  is kept whole: it holds the unknowns). Returns the manifest written."""
+  source = source or config.data.source
+  if source.startswith("arrayrecord:") or source == "composite":
+    raise DataError(f"--source={source}: prepare reads a source of images (digits, npz:, "
+                    "tfds:, folder:), not {source.partition(':')[0]}")
+  if records_per_shard < 1:
+    raise DataError(f"--records_per_shard must be >= 1, got {records_per_shard}")
+  if os.path.exists(os.path.join(out, shards.MANIFEST)):
+    raise DataError(f"--out={out} already holds a prepared dataset ({shards.MANIFEST}); "
+                    "choose another directory or remove it")
+  if os.path.isdir(out) and os.listdir(out):
+    raise DataError(f"--out={out} is not empty; prepare writes into a new or empty directory")
+  known = known_classes(config) if known_only else None  # a bad split fails before reading
+  d = config.data
+  t0 = time.time()
+  progress(f"read   {source} at {d.image_size} px"
+           + (f", {d.channels} channel(s)" if d.get("channels") else ""))
+  data = sources.load_source(source, data_dir=d.data_dir or None, image_size=d.image_size,
+                             channels=d.get("channels") or None, max_per_split=max_per_split)
+  os.makedirs(out, exist_ok=True)
+  entries = {}
+  for name, split in (("train", data.train), ("test", data.test)):
+    rows = np.arange(len(split))
+    if name == "train" and known is not None:
+      rows = np.flatnonzero(np.isin(split.labels, np.asarray(known)))
+    progress(f"write  {name}: {len(rows)} of {len(split)} images"
+             + (f" (known classes {list(known)})" if name == "train" and known else ""))
+    entries[name] = shards.write_split(out, name, split, rows, records_per_shard, progress)
+  image_shape = data.train.images.shape[1:]
+  manifest = dict(version=shards.FORMAT_VERSION, source=source, image_size=int(image_shape[0]),
+                  channels=int(image_shape[2]), class_names=list(data.class_names),
+                  masks=False, image_format="png",
+                  known_classes=None if known is None else list(known), splits=entries,
+                  checksum=shards.checksum(entries))
+  shards.write_manifest(out, manifest)
+  size = sum(s["bytes"] for e in entries.values() for s in e["shards"])
+  progress(f"done   {out}: train {entries['train']['count']} and test "
+           f"{entries['test']['count']} images, {len(data.class_names)} classes, "
+           f"{sum(len(e['shards']) for e in entries.values())} shards, {size / 1e6:.1f} MB, "
+           f"checksum {manifest['checksum'][:16]}, {time.time() - t0:.1f} s")
+  return manifest
