@@ -44,6 +44,31 @@ def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
   return out
 
 
+def resize_shorter_center_crop(image: np.ndarray, size: int,
+                               crop_fraction: float = 0.875) -> np.ndarray:
+  """[h,w,C] uint8 -> [size,size,C]: the shorter side resized (Pillow bilinear) to
+  s = round(size / crop_fraction), the longer one in proportion, then the central
+  size x size window.
+
+  The ImageNet evaluation transform (torchvision Resize(256) then CenterCrop(224) at the
+  default fraction, with their rounding): it keeps the aspect ratio, where
+  `resize_bilinear` squashes the image (Resize((s, s)), the fine-grained recipes'). One
+  image at a time, so a streaming reader can call it per record.
+  """
+  from PIL import Image
+  if not 0 < crop_fraction <= 1:
+    raise DataError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+  h, w, c = image.shape
+  short = int(round(size / crop_fraction))
+  new_h, new_w = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+  bilinear = Image.Resampling.BILINEAR
+  planes = [image] if c == 3 else [image[..., k] for k in range(c)]
+  resized = [np.asarray(Image.fromarray(p).resize((new_w, new_h), bilinear)) for p in planes]
+  out = resized[0] if c == 3 else np.stack(resized, axis=-1)
+  top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+  return out[top:top + size, left:left + size]
+
+
 def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
   """[N,H,W,C] uint8 -> [N,H,W,channels]: grey -> RGB by repetition, RGB -> grey by luma."""
   c = images.shape[-1]
