@@ -16,7 +16,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.trial = 0
   c.known_classes = ()      # overrides the split's known list when set, e.g. "(0,1,2)"
   c.data = ml_collections.ConfigDict(dict(
-      source="digits",       # digits | npz:<path> | tfds:<name> | folder:<path>
+      source="digits",  # digits | npz:<path> | tfds:<name> | folder:<path> | arrayrecord:<dir>
       data_dir="",           # tfds data_dir (local or gs://)
       image_size=32,
       channels=0,            # 0: keep the source's channels; 1 or 3 to convert
@@ -27,7 +27,8 @@ def get_base_config() -> ml_collections.ConfigDict:
       randaugment_n=0,       # ops per image; 0 = off
       randaugment_m=9,       # magnitude 0..30 of every op
       randaugment_ops="full",  # full: their 16 ops | digits: their 13 for SVHN/MNIST
-      backend="auto",        # auto | tf | numpy: host input pipeline
+      backend="auto",        # auto | tf | numpy: in memory | grain: streams arrayrecord:<dir>
+      grain_workers=0,       # grain: decoding processes (0: threads here); same batches
       unknown_source="",     # CIFAR+N / OOD unknowns: '' = the split's (tfds cifar100 / svhn)
   ))
 

@@ -1,36 +1,37 @@
 """Host input pipelines: index permutations in, uint8 batches out.
 
-Every dataset is held in memory as uint8 arrays, so a training batch is just a gather
-of rows. The order is a pure function of (seed, epoch): epoch e visits
-`epoch_permutation(seed, e, N)` in consecutive global batches (last partial batch
-dropped). That makes the data position after step s simply s, so a resumed run sees
-exactly the batches an uninterrupted one would, and each host of a pod slice takes
-its own contiguous slice of every global batch (the global batch is identical for any
-number of hosts).
+The order is a pure function of (seed, epoch) (data/order.py): the data position after
+step s is simply s, so a resumed run sees exactly the batches an uninterrupted one would,
+and each host of a pod slice takes its own contiguous slice of every global batch (the
+global batch is identical for any number of hosts).
 
-Two interchangeable backends feed the same batches: tf.data (parallel gather and
-prefetch, the path tfds datasets use on TPU VMs) and plain NumPy with a prefetch
-thread (for JAX images without TensorFlow). 'auto' picks tf.data when importable.
+Interchangeable backends feed the same batches. In memory (the dataset held as uint8
+arrays, a batch a gather of rows): tf.data (parallel gather and prefetch, the path tfds
+datasets use on TPU VMs) and plain NumPy with a prefetch thread (for JAX images without
+TensorFlow); 'auto' picks tf.data when importable. Streaming: 'grain' reads each batch's
+images from prepared ArrayRecord shards (data.source=arrayrecord:<dir>) in Grain worker
+processes (data/streaming.py).
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import queue
 import threading
 from typing import Iterator
 
 import numpy as np
 
+from backmix_jax.data import streaming
 from backmix_jax.data.core import ArraySplit, DataError
+# epoch_permutation: the order's home is data/order.py; importable from here as before.
+from backmix_jax.data.order import (PARTNER_SEED_OFFSET, epoch_batches,  # noqa: F401
+                                    epoch_permutation)
 
 
-# data.backend: 'auto' picks tf.data when TensorFlow imports, else NumPy.
-BACKENDS = ("auto", "tf", "numpy")
-
-
-def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-  """[n] int64: the visiting order of epoch `epoch` (independent of hosts and devices)."""
-  return np.random.default_rng([seed, epoch]).permutation(n)
+# data.backend: 'auto' picks tf.data when TensorFlow imports, else NumPy; 'grain' streams
+# prepared shards.
+BACKENDS = ("auto", "tf", "numpy", "grain")
 
 
 def tensorflow_available() -> bool:
@@ -48,7 +49,19 @@ def resolve_backend(backend: str) -> str:
     raise DataError(f"unknown data backend {backend!r}; use {', '.join(BACKENDS)}")
   if backend == "tf" and not tensorflow_available():
     raise DataError("data.backend='tf' but TensorFlow is not importable; use 'numpy' or 'auto'")
+  if backend == "grain" and importlib.util.find_spec("grain") is None:
+    raise DataError("data.backend='grain' but grain is not installed (pip install -r "
+                    "requirements.txt); use 'auto' to train from memory")
   return backend
+
+
+def backend_problems(backend: str, source: str) -> list[str]:
+  """The sentence for a backend that cannot read the source (config checks and TrainStream)."""
+  if backend == "grain" and not source.startswith(streaming.SOURCE_PREFIX):
+    return [f"data.backend='grain' streams prepared shards: set data.source="
+            f"{streaming.SOURCE_PREFIX}<dir> (python -m experiments.prepare writes them), "
+            f"got {source!r}"]
+  return []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +74,10 @@ class TrainStream:
     fg_mask bool [b,H,W] (true foreground) when the split has masks;
     with `partner_stream=True` also partner_image, partner_index: a second,
     independently shuffled pass over the whole training set (BackMix bank mode).
+
+  With backend 'grain', `source` (arrayrecord:<dir>) and `known_classes` say which records
+  are the rows of `data` (the known classes' records, in order); `workers` Grain worker
+  processes decode them (0: in this process). The batches do not depend on `workers`.
   """
   data: ArraySplit
   global_batch: int
@@ -69,8 +86,14 @@ class TrainStream:
   process_count: int = 1
   partner_stream: bool = False
   backend: str = "auto"
+  source: str = ""
+  known_classes: tuple = ()
+  workers: int = 0
 
   def __post_init__(self):
+    problems = backend_problems(self.backend, self.source)
+    if problems:
+      raise DataError(problems[0])
     if self.global_batch % self.process_count:
       raise DataError(f"batch_size {self.global_batch} is not divisible by {self.process_count} processes")
     if self.steps_per_epoch == 0:
@@ -88,11 +111,9 @@ class TrainStream:
     """[end_step - start_step, local_batch] rows of the training set, this process's slice."""
     spe = self.steps_per_epoch
     first_epoch, last_epoch = start_step // spe, (end_step - 1) // spe
-    rows = []
-    for epoch in range(first_epoch, last_epoch + 1):
-      perm = epoch_permutation(seed, epoch, len(self.data))[: spe * self.global_batch]
-      rows.append(perm.reshape(spe, self.global_batch))
-    rows = np.concatenate(rows)[start_step - first_epoch * spe: end_step - first_epoch * spe]
+    rows = np.concatenate([epoch_batches(seed, epoch, len(self.data), self.global_batch)
+                           for epoch in range(first_epoch, last_epoch + 1)])
+    rows = rows[start_step - first_epoch * spe: end_step - first_epoch * spe]
     lo = self.process_index * self.local_batch
     return rows[:, lo: lo + self.local_batch]
 
@@ -101,9 +122,21 @@ class TrainStream:
     when end_step <= start_step): a resumed run passes (its step, the run's total steps)."""
     if start_step >= end_step:
       return iter(())
+    backend = resolve_backend(self.backend)
+    if backend == "grain":
+      lo = self.process_index * self.local_batch
+      reader = streaming.StepReader.open(
+          self.source, self.known_classes, seed=self.seed, global_batch=self.global_batch,
+          rows=(lo, lo + self.local_batch), partner=self.partner_stream,
+          image_shape=self.data.images.shape[1:], masks=self.data.masks is not None)
+      if len(reader.records) != len(self.data):
+        raise DataError(f"{self.source} holds {len(reader.records)} training images of the "
+                        f"known classes, the training split {len(self.data)}")
+      return streaming.grain_batches(reader, start_step, end_step, self.workers)
     idx = self._indices(self.seed, start_step, end_step)
-    pidx = self._indices(self.seed + 1_000_003, start_step, end_step) if self.partner_stream else None
-    if resolve_backend(self.backend) == "tf":
+    pidx = (self._indices(self.seed + PARTNER_SEED_OFFSET, start_step, end_step)
+            if self.partner_stream else None)
+    if backend == "tf":
       return _tf_batches(self.data, idx, pidx)
     return _prefetch(_numpy_batches(self.data, idx, pidx), size=4)
 

@@ -194,7 +194,7 @@ def open_split(directory: str, name: str) -> PreparedSplit:
                        int(manifest["image_size"]), int(manifest["channels"]))
 
 
-def read_records(source, positions: Sequence[int], split: PreparedSplit) -> list[dict]:
+def read_records(source, positions: Sequence[int]) -> list[dict]:
   """Decoded records at `positions` of an open random-access `source` over split.paths.
   A record that cannot be decoded raises UndecodableImage naming its position."""
   out = []
@@ -206,11 +206,11 @@ def read_records(source, positions: Sequence[int], split: PreparedSplit) -> list
   return out
 
 
-def data_source(split: PreparedSplit):
-  """A random-access source over the split's records (array_record's own, which Grain's
-  ArrayRecordDataSource is)."""
+def data_source(paths: Sequence[str]):
+  """A random-access source over the records of shard files `paths` in order (array_record's
+  own, which Grain's ArrayRecordDataSource is)."""
   from array_record.python import array_record_data_source  # optional, see above
-  return array_record_data_source.ArrayRecordDataSource(list(split.paths))
+  return array_record_data_source.ArrayRecordDataSource(list(paths))
 
 
 def load_split(directory: str, name: str, rows: np.ndarray | None = None) -> ArraySplit:
@@ -218,8 +218,8 @@ def load_split(directory: str, name: str, rows: np.ndarray | None = None) -> Arr
   [n, H, W, C] images, int64 source labels, masks when the records carry them."""
   split = open_split(directory, name)
   rows = np.arange(len(split)) if rows is None else np.asarray(rows)
-  source = data_source(split)
-  records = read_records(source, rows, split) if len(rows) else []
+  source = data_source(split.paths)
+  records = read_records(source, rows) if len(rows) else []
   images = np.stack([r["image"] for r in records]) if records else \
       np.zeros((0, split.image_size, split.image_size, split.channels), np.uint8)
   masks = np.stack([r["mask"] for r in records]) if split.masks and records else None

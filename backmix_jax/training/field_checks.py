@@ -23,6 +23,7 @@ INTEGERS = {
     "data.crop_padding": (0, None),  # 0: no pad-crop
     "data.randaugment_n": (0, None),  # 0: no RandAugment
     "data.randaugment_m": (0, 30),    # their magnitude scale
+    "data.grain_workers": (0, None),  # 0: no worker processes
     "log_every_steps": (1, None),
     "checkpoint_every_steps": (1, None),
     "keep_checkpoints": (1, None),   # the final checkpoint is always kept

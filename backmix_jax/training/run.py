@@ -100,7 +100,9 @@ def build_run(config, data: OpenSetData | None = None) -> Run:
   eval_model = build_network(config, k, framework, None)
   bank_mode = config.backmix.enabled and config.backmix.cam_source == "bank"
   stream = TrainStream(data.train, config.batch_size, config.seed, jax.process_index(),
-                       jax.process_count(), partner_stream=bank_mode, backend=config.data.backend)
+                       jax.process_count(), partner_stream=bank_mode, backend=config.data.backend,
+                       source=config.data.source, known_classes=data.known_classes,
+                       workers=config.data.get("grain_workers", 0))
   tx = make_optimizer(config.optimizer, stream.steps_per_epoch, config.num_epochs)
   sample = augment.normalize(jnp.asarray(data.train.images[:2]), config.data.normalize)
   bank_size = len(data.train) if bank_mode else 0
