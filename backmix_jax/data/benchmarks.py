@@ -44,9 +44,12 @@ class ClassLists:
     unknown[i] does not name, ascending (Neal et al. publish the unknown classes).
   unknown[i]: the unknown class ids of list i (of the benchmark's `unknown_source` when it
     has one); None: the dataset's classes that known[i] does not name, ascending.
+  unknown_groups[i]: named subsets of unknown[i] scored one by one, each (name, class ids),
+    e.g. the SSB's difficulties; () = none (the unknowns are scored as one set only).
   """
   known: tuple[tuple[int, ...], ...] | None
   unknown: tuple[tuple[int, ...], ...] | None = None
+  unknown_groups: tuple[tuple[tuple[str, tuple[int, ...]], ...], ...] = ()
 
   def __len__(self):
     return len(self.known if self.known is not None else self.unknown)
@@ -87,8 +90,14 @@ CIFAR10 = Dataset("cifar10", 10, "cifar10")
 CIFAR100 = Dataset("cifar100", 100, "cifar100")
 TINYIMAGENET = Dataset("tinyimagenet", 200)  # a folder: source (no TFDS copy)
 DIGITS = Dataset("digits", 10)               # scikit-learn's bundled digits
+# The SSB's fine-grained datasets, read from their released layouts (cub:, scars:,
+# aircraft: sources; class ids as data/readers/<name>.py numbers them).
+CUB = Dataset("cub", 200)
+SCARS = Dataset("scars", 196)
+AIRCRAFT = Dataset("aircraft", 100)
 # In this order `sources` lists the short specs (mnist, svhn, cifar10, cifar100).
-DATASETS = {d.name: d for d in (MNIST, SVHN, CIFAR10, CIFAR100, TINYIMAGENET, DIGITS)}
+DATASETS = {d.name: d for d in (MNIST, SVHN, CIFAR10, CIFAR100, TINYIMAGENET, DIGITS, CUB,
+                                SCARS, AIRCRAFT)}
 
 _ARPL = L.ARPL_SPLITS_2020
 _NEAL = ClassLists(None, L.NEAL_UNKNOWN)
@@ -104,6 +113,18 @@ def _plus(n: int) -> dict[str, ClassLists]:
       "dias": ClassLists((L.DIAS_PLUS_KNOWN,) * len(L.DIAS_PLUS_UNKNOWN[n]),
                          L.DIAS_PLUS_UNKNOWN[n]),
   }
+
+
+def _ssb(name: str) -> dict[str, ClassLists]:
+  """The SSB's one published split of a fine-grained dataset: its known classes, every
+  unknown class, and the rows scored apart: each difficulty, and Medium and Hard together,
+  which Vaze et al. report as their 'Hard' (their README: Medium and Hard combined where
+  both exist; methods/tests/openset_test_fine_grained.py adds Medium to Hard)."""
+  known, unknown = L.SSB_SPLITS[name]["known"], L.SSB_SPLITS[name]["unknown"]
+  groups = (("Easy", unknown["Easy"]), ("Medium", unknown["Medium"]),
+            ("Hard", unknown["Hard"]), ("Medium+Hard", unknown["Medium"] + unknown["Hard"]))
+  every = unknown["Easy"] + unknown["Medium"] + unknown["Hard"]
+  return {"ssb": ClassLists((known,), (every,), (groups,))}
 
 
 # In this order get_split's messages list the benchmarks. vaze runs the arpl lists.
@@ -129,4 +150,8 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("digits", DIGITS, _MNIST.lists,
               published_note="scikit-learn digits is this project's CPU demo; no paper "
                              "reports it"),
+    # The Semantic Shift Benchmark's fine-grained datasets: one published split each.
+    Benchmark("ssb_cub", CUB, _ssb("cub"), published_note=L.SSB_PUBLISHED_NOTE),
+    Benchmark("ssb_scars", SCARS, _ssb("scars"), published_note=L.SSB_PUBLISHED_NOTE),
+    Benchmark("ssb_aircraft", AIRCRAFT, _ssb("aircraft"), published_note=L.SSB_PUBLISHED_NOTE),
 )}

@@ -139,12 +139,15 @@ class OpenSetData:
 
   conditions: extra test sets scored one by one (the fore-/background diagnostic); empty
   for the ordinary benchmarks.
+  unknown_groups: named subsets of test_unknown scored one by one, each (name, int64 [n]
+  indices into test_unknown), e.g. the SSB's difficulties; empty for the other benchmarks.
   """
   train: ArraySplit
   test_known: ArraySplit
   test_unknown: ArraySplit
   known_classes: tuple[int, ...]
   conditions: tuple[Condition, ...] = ()
+  unknown_groups: tuple[tuple[str, np.ndarray], ...] = ()
 
   @property
   def num_classes(self) -> int:

@@ -24,12 +24,15 @@ def relabel(split: ArraySplit, classes: Sequence[int]) -> ArraySplit:
 
 def make_open_set(train: ArraySplit, test: ArraySplit, known: Sequence[int],
                   unknown: Sequence[int] | None = None, num_source_classes: int | None = None,
-                  unknown_test: ArraySplit | None = None) -> OpenSetData:
+                  unknown_test: ArraySplit | None = None,
+                  unknown_groups: Sequence[tuple[str, Sequence[int]]] = ()) -> OpenSetData:
   """Split a closed-set dataset into the open-set protocol.
 
   unknown=None means every class not in `known`. `unknown_test` (e.g. CIFAR-100 test for
   CIFAR+N, or SVHN for the OOD benchmark) replaces unknowns drawn from `test`; its
-  samples are filtered by `unknown` when given.
+  samples are filtered by `unknown` when given. unknown_groups: (name, class ids) subsets
+  of the unknowns to score apart (`OpenSetData.unknown_groups` holds their indices); a
+  group without test images is a DataError naming it.
   """
   _check_not_empty(("training", train), ("test", test), what="images in the source's")
   if num_source_classes is None:
@@ -51,12 +54,24 @@ def make_open_set(train: ArraySplit, test: ArraySplit, known: Sequence[int],
                        f"the unknown classes {list(unknown)} have no test images" if unknown
                        else "every class of the source is known")
                     + "; an open-set split needs at least one unknown test sample")
+  groups = tuple(_group_indices(unk.labels, unknown_groups))
   unk = ArraySplit(unk.images, np.full(len(unk), -1, np.int64))
   data = OpenSetData(train=relabel(train, known), test_known=relabel(test, known),
-                     test_unknown=unk, known_classes=known)
+                     test_unknown=unk, known_classes=known, unknown_groups=groups)
   _check_not_empty(("training", data.train), ("test", data.test_known),
                    what=f"images of the known classes {list(known)} in the")
   return data
+
+
+def _group_indices(labels: np.ndarray, groups: Sequence[tuple[str, Sequence[int]]]):
+  """(name, int64 [n] positions in `labels` of the group's classes) per group; a group
+  with no test image means the folder lacks a whole difficulty: fail before training."""
+  for name, classes in groups:
+    index = np.flatnonzero(np.isin(labels, np.asarray(classes)))
+    if not len(index):
+      raise DataError(f"no test images of the unknown group {name!r} (classes "
+                      f"{list(classes)[:5]}...): the source lacks these classes")
+    yield name, index
 
 
 def _check_not_empty(*named_splits, what: str):
@@ -93,4 +108,5 @@ def load_open_set(config) -> OpenSetData:
     spec = d.get("unknown_source") or split.unknown_source
     unknown_test = sources.load_unknown_source(spec, **kwargs)
   return make_open_set(src.train, src.test, split.known, split.unknown,
-                       num_source_classes=len(src.class_names), unknown_test=unknown_test)
+                       num_source_classes=len(src.class_names), unknown_test=unknown_test,
+                       unknown_groups=split.unknown_groups)

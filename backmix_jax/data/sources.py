@@ -14,6 +14,12 @@ pipelines and the trainer never know where the images came from. Specs:
                               class id = index of the wnid in sorted(train wnids)
   arrayrecord:<dir>           shards written by `python -m experiments.prepare` (data/shards.py);
                               data.backend=grain streams its training split from them
+  cub:<path>                  CUB-200-2011 as released (images.txt, image_class_labels.txt,
+                              train_test_split.txt, images/); class id = class number - 1
+  aircraft:<path>             FGVC-Aircraft 2013b (data/images_variant_{trainval,test}.txt,
+                              data/images/); class id = index of the sorted variant name
+  scars:<path>                Stanford Cars (cars_train/, cars_test/, devkit/*.mat annotations);
+                              class id = devkit class - 1
   mnist|svhn|cifar10|cifar100 shorthand for tfds:<tfds name> (svhn = svhn_cropped, whose
                               labels are already 0..9); `splits.Split.unknown_source` uses these
 
@@ -34,12 +40,14 @@ from typing import Sequence
 
 from backmix_jax.data.core import ArraySplit, DataError, SourceData
 from backmix_jax.data.images import conform
-from backmix_jax.data.readers import ReadRequest, Reader, arrayrecord, digits, folder, npz
+from backmix_jax.data.readers import (ReadRequest, Reader, aircraft, arrayrecord, cub, digits,
+                                      folder, npz, scars)
 from backmix_jax.data.readers import tfds as tfds_reader
 
 # Spec kind -> reader, in the order messages list them.
 READERS: dict[str, Reader] = {r.kind: r for r in (digits.READER, npz.READER, tfds_reader.READER,
-                                                  folder.READER, arrayrecord.READER)}
+                                                  folder.READER, arrayrecord.READER, cub.READER,
+                                                  aircraft.READER, scars.READER)}
 _SPLITS = ("train", "test")
 
 

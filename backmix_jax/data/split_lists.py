@@ -67,3 +67,19 @@ DIAS_PLUS_UNKNOWN: dict[int, tuple[tuple[int, ...], ...]] = {
     int(n): lists for n, lists in _TABLES["dias_plus_unknown"].items()}
 DIAS_SOURCE = ("Vanixxz/MEDAF misc/util.py splits_AUROC (no licence file; same sets as "
                "wjun0830/Difficulty-Aware-Simulator split.py, MIT)")
+
+# The Semantic Shift Benchmark (Vaze et al., ICLR 2022), copied from sgvaze/SSB
+# SSB/splits/{cub,scars,aircraft}_ssb_splits.json (cub at commit 5f8db89, scars and
+# aircraft at ffded7c; the repository states no licence): `known_classes` in label order and
+# `unknown_classes` per difficulty (Easy, Medium, Hard), as published; the files'
+# known-unknown pairs are not used. Class ids: CUB class number - 1, Stanford Cars devkit
+# class - 1 (cars_meta.mat order), FGVC-Aircraft index of the sorted variant name.
+SSB_SPLITS: dict[str, dict] = {
+    name: {"known": _TABLES[f"ssb_{name}"]["known"],
+           "unknown": {d: _tuples(ids) for d, ids in _TABLES[f"ssb_{name}"]["unknown"].items()}}
+    for name in ("cub", "scars", "aircraft")}
+SSB_SOURCE = "sgvaze/SSB SSB/splits/<dataset>_ssb_splits.json (no licence stated)"
+# Vaze et al.'s README (every stored version of sgvaze/osr_closed_set_all_you_need) lists
+# hyper-parameters but no SSB results; their paper's tables are not stored here.
+SSB_PUBLISHED_NOTE = ("Vaze et al.'s SSB numbers are in their paper's tables, not in their "
+                      "repository's README, and are not stored here")

@@ -21,6 +21,8 @@ Protocols and the benchmarks they define (5 trials each unless noted):
   cssr   CSSR (xyzedd/CSSR exps/*/spl_a..e.json): cifar10, svhn, tinyimagenet.
   dias   DIAS / MEDAF AUROC lists (`splits_AUROC`): mnist, svhn, cifar10, cifar_plus10,
          cifar_plus50, tinyimagenet; trial t = list t as MEDAF's osr_main.py runs them.
+  ssb    The Semantic Shift Benchmark (sgvaze/SSB): ssb_cub, ssb_scars, ssb_aircraft; one
+         published split each (trial 0), its unknowns also scored per difficulty.
 
 `digits` (scikit-learn digits, the CPU demo) reuses the protocol's MNIST lists (same ten
 digit classes), so every protocol but cssr has it. Every protocol accepts the OOD benchmarks
@@ -72,6 +74,7 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("neal", "Neal et al.", L.NEAL_SOURCE, "{source}, split {trial}"),
     Protocol("cssr", "CSSR", L.CSSR_SOURCE, "{source}, trial {trial} (spl_{letter})"),
     Protocol("dias", "DIAS / MEDAF", L.DIAS_SOURCE, "{source}, trial {trial}"),
+    Protocol("ssb", "Vaze et al. (SSB)", L.SSB_SOURCE, "{source}, the one published split"),
 )}
 
 _NO_CLASS_SPLIT = ("docs/data.md, OOD legacy benchmark: all CIFAR-10 classes known, the other "
@@ -89,12 +92,15 @@ class Split:
     else the dataset name ('cifar100', 'svhn') whose test split supplies them; it is also
     a valid `sources.load_unknown_source` spec (shorthand for the tfds dataset).
   protocol: the protocol that gave the lists; provenance: repository, file and list index.
+  unknown_groups: named subsets of `unknown` scored one by one, each (name, class ids)
+    (the SSB's difficulties); () = none.
   """
   known: tuple[int, ...]
   unknown: tuple[int, ...] | None
   unknown_source: str | None
   protocol: str
   provenance: str
+  unknown_groups: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 def _coverage(protocol: Protocol) -> tuple[str, ...]:
@@ -130,7 +136,9 @@ def _split(benchmark: Benchmark, protocol: Protocol, trial: int) -> Split:
   if unknown is None:
     unknown = _complement(known, benchmark.num_classes)
   source = benchmark.unknown_source.name if benchmark.unknown_source else None
-  return Split(known, unknown, source, protocol.name, provenance)
+  groups = tuple((name, tuple(ids)) for name, ids in lists.unknown_groups[index]) if (
+      lists.unknown_groups) else ()
+  return Split(known, unknown, source, protocol.name, provenance, groups)
 
 
 def get_split(benchmark: str, protocol: str = "arpl", trial: int = 0) -> Split:

@@ -9,11 +9,13 @@ requested side and channels (`sources` does that for all of them), and the class
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 from typing import Callable, Sequence
 
 import numpy as np
 
-from backmix_jax.data.core import ArraySplit
+from backmix_jax.data.core import ArraySplit, DataError, UndecodableImage, evenly_spaced
+from backmix_jax.data.images import decode_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,3 +63,41 @@ def class_names(names, labels: Sequence[np.ndarray]) -> tuple[str, ...]:
   # An empty split has no largest label: the empty split itself is reported by sources._read.
   return tuple(str(i) for i in range(int(max((l.max() for l in labels if len(l)),
                                              default=-1)) + 1))
+
+
+def decode_files(files: Sequence[tuple[int, pathlib.Path]], request: ReadRequest,
+                 what: str) -> ArraySplit:
+  """(class id, image file) pairs -> ArraySplit uint8 [n,H,W,3] + int64 [n] of at most
+  `request.max_per_split` evenly spaced pairs, decoded at `request.image_size`.
+
+  what: the split, for messages. A missing or undecodable file is one DataError naming it,
+  so a half-copied dataset fails at once with the file to look at.
+  """
+  if not files:
+    raise DataError(f"no images found for {what}")
+  files = [files[i] for i in evenly_spaced(len(files), request.max_per_split)]
+  try:
+    blobs = [f.read_bytes() for _, f in files]
+  except OSError as e:
+    raise DataError(f"{what}: {e.filename} cannot be read ({type(e).__name__})") from None
+  try:
+    images = decode_images(blobs, request.image_size, request.decoder)
+  except UndecodableImage as e:
+    raise DataError(f"{files[e.index][1]} cannot be decoded ({e.reason})") from None
+  return ArraySplit(images, np.array([c for c, _ in files], np.int64))
+
+
+def existing_dir(path: pathlib.Path, kind: str, layout: str) -> pathlib.Path:
+  """`path` when it is a directory, else one DataError naming the path a `kind:` source
+  expects and the layout it should hold."""
+  if not path.is_dir():
+    raise DataError(f"{kind} source: no directory {str(path)!r} (expected {layout})")
+  return path
+
+
+def read_lines(path: pathlib.Path, kind: str) -> list[list[str]]:
+  """The non-empty lines of a dataset's list file, split at whitespace; a missing file is
+  one DataError naming it."""
+  if not path.is_file():
+    raise DataError(f"{kind} source: no file {str(path)!r}")
+  return [line.split() for line in path.read_text().splitlines() if line.strip()]

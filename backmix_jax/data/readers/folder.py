@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import pathlib
 
-import numpy as np
-
-from backmix_jax.data.core import ArraySplit, DataError, UndecodableImage, evenly_spaced
-from backmix_jax.data.images import decode_images
-from backmix_jax.data.readers import ReadRequest, Reader
+from backmix_jax.data.core import DataError
+from backmix_jax.data.readers import ReadRequest, Reader, decode_files
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
@@ -41,15 +38,7 @@ def read(path: str, request: ReadRequest):
       files = _val_files(root / "val", class_id)
     else:
       raise DataError(f"folder source has splits train and test (= val/), not {split!r}")
-    if not files:
-      raise DataError(f"folder source {path!r}: no images found for split {split!r}")
-    files = [files[i] for i in evenly_spaced(len(files), request.max_per_split)]
-    try:
-      images = decode_images([f.read_bytes() for _, f in files], request.image_size,
-                             request.decoder)
-    except UndecodableImage as e:
-      raise DataError(f"{files[e.index][1]} cannot be decoded ({e.reason})") from None
-    out[split] = ArraySplit(images, np.array([c for c, _ in files], np.int64))
+    out[split] = decode_files(files, request, f"folder source {path!r}, split {split!r}")
   return out, tuple(wnids)
 
 
