@@ -2,6 +2,8 @@
 datasets' original folder layouts (written here as tiny synthetic trees that follow each
 layout exactly), the class lists per difficulty, and a tiny run that reports one row per
 difficulty. Images are PNG (lossless): red = class id, green = 1 for a training image."""
+import contextlib
+import io
 import pathlib
 
 import numpy as np
@@ -13,6 +15,7 @@ from backmix_jax.data import split_lists, splits, sources
 from backmix_jax.data.core import DataError
 from backmix_jax.data.images import resize_shorter_center_crop
 from backmix_jax.data.openset import load_open_set
+from backmix_jax.training.train import train_and_evaluate
 from configs import ssb_aircraft, ssb_cub, ssb_scars
 
 SIDE = 16
@@ -218,3 +221,42 @@ def test_a_difficulty_without_images_is_one_line(tmp_path):
   c.data.image_size = SIDE
   with pytest.raises(DataError, match="unknown group 'Medium'"):
     load_open_set(c)
+
+
+@pytest.fixture(scope="module")
+def trained_cub(cub_tree, tmp_path_factory):
+  """ssb_cub shrunk to a smoke run on the tree: cnn_small at 16 px (its CAM grid 4 x 4),
+  BackMix on, 3 steps of batch 32; RandAugment off (tested on its own in
+  test_randaugment.py; its compilation would double this test's time)."""
+  c = ssb_cub.get_config()
+  c.data.source = f"cub:{cub_tree}"
+  c.data.image_size = SIDE
+  c.data.backend = "numpy"
+  c.model = "cnn_small"
+  c.batch_size = 32
+  c.eval_batch_size = 64
+  c.num_epochs = 1
+  c.data.randaugment_n = 0
+  c.optimizer.update(warmup_epochs=0, restarts=0)  # one epoch: one cosine cycle
+  c.checkpoint_every_steps = 1000
+  workdir = tmp_path_factory.mktemp("run")
+  printed = io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    metrics = train_and_evaluate(c, str(workdir))
+  return metrics, workdir, printed.getvalue()
+
+
+@pytest.mark.slow
+def test_a_tiny_ssb_run_reports_one_row_per_difficulty(trained_cub):
+  """Train and evaluate end to end: the final metrics hold AUROC, OSCR and accuracy for
+  each difficulty (the accuracy is the known test set's, the same in every row), and
+  metrics.md and the closing printout have the per-difficulty table."""
+  metrics, workdir, printed = trained_cub
+  rows = metrics["unknown_sets"]
+  for group in ("Easy", "Medium", "Hard", "Medium+Hard"):
+    for key in ("auroc", "oscr", "acc"):
+      assert 0.0 <= rows[f"{group}/{key}"] <= 1.0
+    assert rows[f"{group}/acc"] == metrics["acc"]
+  assert "mean/auroc" not in rows
+  for text in ((workdir / "metrics.md").read_text(), printed):
+    assert all(f"| {group} |" in text for group in ("Easy", "Medium", "Hard", "Medium+Hard"))

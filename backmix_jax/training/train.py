@@ -153,13 +153,17 @@ def _train_and_evaluate(config, workdir: str, held) -> dict:
       preemption.stop_at_once("before the first step (loading data, building the model or "
                               "restoring); nothing new was saved. Run the same command again "
                               "to continue.")
-    metrics = _run(config, workdir, held, preemption)
+    metrics, sections = _run(config, workdir, held, preemption)
   log(report.evaluation_markdown(metrics))
+  for section in sections:  # the other evaluators' tables (e.g. one row per SSB difficulty)
+    log(section)
   log(f"wrote metrics.json, metrics.md and plots in {workdir}")
   return metrics
 
 
-def _run(config, workdir: str, held, preemption) -> dict:
+def _run(config, workdir: str, held, preemption) -> tuple[dict, list[str]]:
+  """Train and evaluate; (final metrics, the markdown tables of the evaluators other than
+  open_set, for the closing printout)."""
   t_start = time.time()
   run = build_run(config)
   # Built before anything is written: an evaluator that cannot run (unknown set unreadable,
@@ -218,7 +222,8 @@ def _run(config, workdir: str, held, preemption) -> dict:
       ckpt.close()
     if logger is not None:
       logger.close()
-  return metrics
+  return metrics, [e.markdown(metrics[name]) for name, (e, _) in evaluators.items()
+                   if name != "open_set" and name in metrics and e.markdown(metrics[name])]
 
 
 def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption, evaluators,
@@ -280,9 +285,13 @@ def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption, evalua
                                                             force=force),
       wait=ckpt.wait, due=lambda epoch: due(evaluators, epoch), evaluate=evaluate,
       saved_where=f"checkpoint saved in {ckpt.directory}", after_step=profiler.after_step)
-  state = run_loop(state, run.stream.batches(start, total), start=start, total=total,
-                   steps_per_epoch=spe, checkpoint_every=cfg.checkpoint_every_steps,
-                   preemption=preemption, clock=clock, hooks=hooks)
+  batches = run.stream.batches(start, total)
+  try:
+    state = run_loop(state, batches, start=start, total=total, steps_per_epoch=spe,
+                     checkpoint_every=cfg.checkpoint_every_steps, preemption=preemption,
+                     clock=clock, hooks=hooks)
+  finally:  # a stop request or an error: a streaming backend's workers end now, not at exit
+    getattr(batches, "close", lambda: None)()
   profiler.stop(state)
   return state
 
