@@ -14,6 +14,7 @@ from backmix_jax.commands.prepare import prepare
 from backmix_jax.data import openset, shards, sources, streaming
 from backmix_jax.data.core import ArraySplit, DataError, UndecodableImage
 from backmix_jax.data.pipeline import TrainStream
+from backmix_jax.data.shard_images import ShardImages
 from backmix_jax.training import validate
 from tests.helpers import quick_config
 
@@ -143,7 +144,8 @@ def test_masks_flow_through_the_stream(tmp_path):
   rng = np.random.default_rng(1)
   split = ArraySplit(rng.integers(0, 256, (20, 8, 8, 1), np.uint8), np.arange(20) % 2,
                      rng.random((20, 8, 8)) > 0.5)
-  entry = shards.write_split(str(tmp_path), "train", split, np.arange(20), 7)
+  entry = shards.write_split(str(tmp_path), "train", shards.split_examples(split, np.arange(20)),
+                             20, 7)
   shards.write_manifest(str(tmp_path), dict(version=shards.FORMAT_VERSION, image_size=8,
                                             channels=1, class_names=["a", "b"], masks=True,
                                             splits=dict(train=entry)))
@@ -216,3 +218,39 @@ def test_worker_count_does_not_change_the_batches(prepared):
   want = list(stream(data, "grain", spec, partner_stream=True).batches(0, 9))
   got = list(stream(data, "grain", spec, partner_stream=True, workers=2).batches(0, 9))
   assert_same_batches(got, want)
+
+
+def test_lazy_training_images_index_like_the_array(npz_source, prepared):
+  """The arrayrecord training split is a lazy array: views by slice, integer array and mask
+  stay lazy, an integer or np.asarray decodes, and the pixels are the source's."""
+  lazy = sources.load_source(f"arrayrecord:{prepared}", image_size=8, channels=3).train.images
+  want = sources.load_source(npz_source, image_size=8, channels=3).train.images
+  assert isinstance(lazy, ShardImages) and lazy.shape == want.shape and lazy.dtype == np.uint8
+  view = lazy[np.arange(60) % 3 == 0][[5, 1, 2]]
+  assert isinstance(view, ShardImages)
+  np.testing.assert_array_equal(np.asarray(view), want[np.arange(60) % 3 == 0][[5, 1, 2]])
+  np.testing.assert_array_equal(lazy[7], want[7])
+  np.testing.assert_array_equal(lazy[2:9, 1:3, :, 0], want[2:9, 1:3, :, 0])
+  np.testing.assert_array_equal(lazy.mean(axis=(0, 1, 2), dtype=np.float64),
+                                want.mean(axis=(0, 1, 2), dtype=np.float64))
+
+
+def test_streaming_never_decodes_the_whole_training_split(prepared, monkeypatch):
+  """Bounded memory, checked by what is decoded: loading the run's data, one epoch of the
+  grain stream and the dataset-mean fill decode at most one chunk of the training split at a
+  time (the chunk set to 7 of its 36 images here), and the fill is the in-memory one."""
+  from backmix_jax.data import shard_images
+  from backmix_jax.training.run import backmix_fill
+  monkeypatch.setattr(shard_images, "_CHUNK", 7)
+  sizes = []
+  real = ShardImages._decode
+  monkeypatch.setattr(ShardImages, "_decode",
+                      lambda self, records: sizes.append(len(records)) or real(self, records))
+  config = tiny_config(f"arrayrecord:{prepared}", **{"data.backend": "grain",
+                                                     "backmix.fill_mode": "dataset_mean"})
+  data = openset.load_open_set(config)
+  batches = list(stream(data, "grain", config.data.source).batches(0, 4))
+  fill = backmix_fill(config, data.train)
+  assert len(batches) == 4 and sizes and max(sizes) <= 7
+  in_memory = ArraySplit(np.asarray(data.train.images), data.train.labels)
+  np.testing.assert_array_equal(fill, backmix_fill(config, in_memory))

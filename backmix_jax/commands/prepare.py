@@ -56,7 +56,8 @@ def prepare(config, source: str, out: str, *, known_only: bool = False,
       rows = np.flatnonzero(np.isin(split.labels, np.asarray(known)))
     progress(f"write  {name}: {len(rows)} of {len(split)} images"
              + (f" (known classes {list(known)})" if name == "train" and known else ""))
-    entries[name] = shards.write_split(out, name, split, rows, records_per_shard, progress)
+    entries[name] = shards.write_split(out, name, shards.split_examples(split, rows), len(rows),
+                                       records_per_shard, progress)
   image_shape = data.train.images.shape[1:]
   manifest = dict(version=shards.FORMAT_VERSION, source=source, image_size=int(image_shape[0]),
                   channels=int(image_shape[2]), class_names=list(data.class_names),

@@ -142,12 +142,14 @@ class TrainStream:
 
 
 def _gather(data: ArraySplit, idx: np.ndarray, pidx: np.ndarray | None) -> dict:
-  batch = dict(image=data.images[idx], label=data.labels[idx].astype(np.int32),
+  # np.asarray: a lazy split (data/shard_images.py) decodes here, in the prefetch thread.
+  batch = dict(image=np.asarray(data.images[idx]), label=data.labels[idx].astype(np.int32),
                index=idx.astype(np.int32))
   if data.masks is not None:
     batch["fg_mask"] = data.masks[idx]
   if pidx is not None:
-    batch.update(partner_image=data.images[pidx], partner_index=pidx.astype(np.int32))
+    batch.update(partner_image=np.asarray(data.images[pidx]),
+                 partner_index=pidx.astype(np.int32))
   return batch
 
 
@@ -181,7 +183,7 @@ def _prefetch(it: Iterator, size: int) -> Iterator:
 
 def _tf_batches(data, idx, pidx) -> Iterator[dict]:
   import tensorflow as tf
-  images = tf.constant(data.images)
+  images = tf.constant(np.asarray(data.images))  # a lazy split (shard_images) decodes
   labels = tf.constant(data.labels.astype(np.int32))
   masks = None if data.masks is None else tf.constant(data.masks)
   slices = {"index": idx.astype(np.int32)}
@@ -221,4 +223,5 @@ def eval_batches(data: ArraySplit, global_batch: int, process_index: int = 0,
     rows = np.arange(b * global_batch, (b + 1) * global_batch)[process_index * local:(process_index + 1) * local]
     mask = rows < n
     rows = np.where(mask, rows, 0)
-    yield dict(image=data.images[rows], label=data.labels[rows].astype(np.int32), mask=mask)
+    yield dict(image=np.asarray(data.images[rows]), label=data.labels[rows].astype(np.int32),
+               mask=mask)

@@ -27,7 +27,7 @@ import io
 import json
 import os
 import struct
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -77,32 +77,40 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
-def write_split(out: str, name: str, split: ArraySplit, rows: np.ndarray,
+def write_split(out: str, name: str, examples: Iterable[tuple], count: int,
                 records_per_shard: int, progress: Callable[[str], None] = lambda s: None) -> dict:
-  """Write rows `rows` (int [n], positions in `split`) of `split` as shards of `name` in
-  `out`, and `<name>_labels.npy`; returns the split's manifest entry."""
+  """Write `count` examples (image uint8 [H, W, C], source label, source index, mask bool
+  [H, W] or None), taken one at a time from `examples`, as the shards of split `name` in
+  `out`, and `<name>_labels.npy`; returns the split's manifest entry. Holds one example at a
+  time, so a set larger than memory can be written from a generator."""
   from array_record.python import array_record_module  # optional: only prepared data needs it
-  n = len(rows)
-  num_shards = max(1, -(-n // records_per_shard))
-  shards = []
+  num_shards = max(1, -(-count // records_per_shard))
+  examples = iter(examples)
+  labels = np.empty(count, np.int64)
+  files = []
   for s in range(num_shards):
-    part = rows[s * records_per_shard:(s + 1) * records_per_shard]
+    n = min(records_per_shard, count - s * records_per_shard)
     file = f"{name}-{s:05d}-of-{num_shards:05d}.array_record"
     path = os.path.join(out, file)
     writer = array_record_module.ArrayRecordWriter(path, "group_size:1")
-    for r in part:
-      mask = None if split.masks is None else split.masks[r]
-      writer.write(encode_record(split.images[r], split.labels[r], r, mask))
+    for k in range(s * records_per_shard, s * records_per_shard + n):
+      image, label, index, mask = next(examples)
+      labels[k] = label
+      writer.write(encode_record(image, label, index, mask))
     writer.close()
-    shards.append(dict(file=file, records=len(part), bytes=os.path.getsize(path),
-                       sha256=_sha256(path)))
-    progress(f"{name}: shard {s + 1}/{num_shards} ({len(part)} images, "
-             f"{shards[-1]['bytes'] / 1e6:.1f} MB)")
-  labels = split.labels[rows].astype(np.int64)
+    files.append(dict(file=file, records=n, bytes=os.path.getsize(path), sha256=_sha256(path)))
+    progress(f"{name}: shard {s + 1}/{num_shards} ({n} images, "
+             f"{files[-1]['bytes'] / 1e6:.1f} MB)")
   np.save(os.path.join(out, f"{name}_labels.npy"), labels)
   classes, counts = np.unique(labels, return_counts=True)
-  return dict(count=n, counts_per_class={str(int(c)): int(k) for c, k in zip(classes, counts)},
-              shards=shards)
+  return dict(count=count, counts_per_class={str(int(c)): int(k) for c, k in zip(classes, counts)},
+              shards=files)
+
+
+def split_examples(split: ArraySplit, rows: np.ndarray) -> Iterator[tuple]:
+  """The examples of rows `rows` of an in-memory split, for `write_split`."""
+  for r in rows:
+    yield (split.images[r], split.labels[r], r, None if split.masks is None else split.masks[r])
 
 
 def checksum(splits: dict) -> str:

@@ -1,14 +1,17 @@
 """`arrayrecord:<dir>`: a directory written by `python -m experiments.prepare` (ArrayRecord
-shards and a manifest, data/shards.py), decoded into memory here.
+shards and a manifest, data/shards.py).
 
-This is what every in-memory backend trains on and what the test splits always are; with
-data.backend=grain the training images are read from the same shards batch by batch
-instead (data/streaming.py), in the same order, so both give the same batches.
+The test split is decoded into memory here. The training split is a lazy array
+(data/shard_images.py): decoded where pixels are used, so it need not fit in memory. With
+data.backend=grain, Grain workers decode each batch (data/streaming.py); the in-memory
+backends decode their gathers from the same records, in the same order, so all give the
+same batches.
 """
 from __future__ import annotations
 
 from backmix_jax.data import shards
-from backmix_jax.data.core import evenly_spaced
+from backmix_jax.data.core import ArraySplit, evenly_spaced
+from backmix_jax.data.shard_images import ShardImages
 from backmix_jax.data.readers import ReadRequest, Reader
 
 
@@ -18,8 +21,13 @@ def read(directory: str, request: ReadRequest):
   out = {}
   for name in request.splits:
     if name in manifest["splits"]:
-      n = manifest["splits"][name]["count"]
-      out[name] = shards.load_split(directory, name, evenly_spaced(n, request.max_per_split))
+      rows = evenly_spaced(manifest["splits"][name]["count"], request.max_per_split)
+      if name == "train":
+        split = shards.open_split(directory, name)
+        shape = (split.image_size, split.image_size, split.channels)
+        out[name] = ArraySplit(ShardImages(split.paths, rows, shape), split.labels[rows])
+      else:
+        out[name] = shards.load_split(directory, name, rows)
   return out, tuple(manifest["class_names"])
 
 
