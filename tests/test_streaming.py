@@ -144,11 +144,9 @@ def test_masks_flow_through_the_stream(tmp_path):
   rng = np.random.default_rng(1)
   split = ArraySplit(rng.integers(0, 256, (20, 8, 8, 1), np.uint8), np.arange(20) % 2,
                      rng.random((20, 8, 8)) > 0.5)
-  entry = shards.write_split(str(tmp_path), "train", shards.split_examples(split, np.arange(20)),
-                             20, 7)
-  shards.write_manifest(str(tmp_path), dict(version=shards.FORMAT_VERSION, image_size=8,
-                                            channels=1, class_names=["a", "b"], masks=True,
-                                            splits=dict(train=entry)))
+  shards.write_prepared(str(tmp_path), {"train": (shards.split_examples(split, np.arange(20)), 20)},
+                        source="test", image_shape=(8, 8, 1), class_names=["a", "b"],
+                        masks=True, records_per_shard=7)
   data = openset.make_open_set(split, split, (0, 1), unknown_test=split)
   want = list(TrainStream(data.train, 4, SEED, backend="numpy").batches(0, 7))
   got = list(TrainStream(data.train, 4, SEED, backend="grain", source=f"arrayrecord:{tmp_path}",

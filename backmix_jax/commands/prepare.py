@@ -48,23 +48,19 @@ def prepare(config, source: str, out: str, *, known_only: bool = False,
            + (f", {d.channels} channel(s)" if d.get("channels") else ""))
   data = sources.load_source(source, data_dir=d.data_dir or None, image_size=d.image_size,
                              channels=d.get("channels") or None, max_per_split=max_per_split)
-  os.makedirs(out, exist_ok=True)
-  entries = {}
-  for name, split in (("train", data.train), ("test", data.test)):
-    rows = np.arange(len(split))
-    if name == "train" and known is not None:
-      rows = np.flatnonzero(np.isin(split.labels, np.asarray(known)))
-    progress(f"write  {name}: {len(rows)} of {len(split)} images"
-             + (f" (known classes {list(known)})" if name == "train" and known else ""))
-    entries[name] = shards.write_split(out, name, shards.split_examples(split, rows), len(rows),
-                                       records_per_shard, progress)
-  image_shape = data.train.images.shape[1:]
-  manifest = dict(version=shards.FORMAT_VERSION, source=source, image_size=int(image_shape[0]),
-                  channels=int(image_shape[2]), class_names=list(data.class_names),
-                  masks=False, image_format="png",
-                  known_classes=None if known is None else list(known), splits=entries,
-                  checksum=shards.checksum(entries))
-  shards.write_manifest(out, manifest)
+  rows = np.arange(len(data.train))
+  if known is not None:
+    rows = np.flatnonzero(np.isin(data.train.labels, np.asarray(known)))
+  progress(f"write  train: {len(rows)} of {len(data.train)} images"
+           + (f" (known classes {list(known)})" if known else "")
+           + f"; test: {len(data.test)} images")
+  parts = dict(train=(shards.split_examples(data.train, rows), len(rows)),
+               test=(shards.split_examples(data.test, np.arange(len(data.test))), len(data.test)))
+  manifest = shards.write_prepared(out, parts, source=source,
+                                   image_shape=data.train.images.shape[1:],
+                                   class_names=data.class_names, known_classes=known,
+                                   records_per_shard=records_per_shard, progress=progress)
+  entries = manifest["splits"]
   size = sum(s["bytes"] for e in entries.values() for s in e["shards"])
   progress(f"done   {out}: train {entries['train']['count']} and test "
            f"{entries['test']['count']} images, {len(data.class_names)} classes, "

@@ -122,9 +122,23 @@ def checksum(splits: dict) -> str:
   return digest.hexdigest()
 
 
-def write_manifest(out: str, manifest: dict) -> None:
+def write_prepared(out: str, splits: dict, *, source: str, image_shape, class_names,
+                   known_classes=None, masks: bool = False, records_per_shard: int = 10_000,
+                   progress: Callable[[str], None] = lambda s: None) -> dict:
+  """Write a prepared directory: `splits` maps a split name to (examples, count) as
+  `write_split` takes them; the manifest is written last (a directory without one is an
+  unfinished write, which readers refuse). Returns the manifest."""
+  os.makedirs(out, exist_ok=True)
+  entries = {name: write_split(out, name, examples, count, records_per_shard, progress)
+             for name, (examples, count) in splits.items()}
+  manifest = dict(version=FORMAT_VERSION, source=source, image_size=int(image_shape[0]),
+                  channels=int(image_shape[2]), class_names=[str(c) for c in class_names],
+                  masks=bool(masks), image_format="png",
+                  known_classes=None if known_classes is None else list(known_classes),
+                  splits=entries, checksum=checksum(entries))
   with open(os.path.join(out, MANIFEST), "w") as f:
     json.dump(manifest, f, indent=1)
+  return manifest
 
 
 def read_manifest(directory: str) -> dict:
