@@ -20,7 +20,7 @@ def get_base_config() -> ml_collections.ConfigDict:
       data_dir="",           # tfds data_dir (local or gs://)
       image_size=32,
       channels=0,            # 0: keep the source's channels; 1 or 3 to convert
-      normalize="cssr",      # cssr: (x-0.5)/0.25 | unit: x in [0,1] (ARPL)
+      normalize="cssr",      # cssr: (x-0.5)/0.25 | unit: x in [0,1] (ARPL) | imagenet | half
       flip=True,             # random horizontal flip (on device, after mixing)
       crop_padding=4,        # zero-pad then random crop back (0 disables)
       # RandAugment (Vaze et al.; data/randaugment.py), first of all augmentation, on device:
