@@ -16,7 +16,7 @@ from backmix_jax.commands import cli
 
 SOURCE = flags.DEFINE_string("source", "", "Source spec to read (digits, npz:<path>, "
                              "tfds:<name>, folder:<path>); default: the config's data.source.")
-OUT = flags.DEFINE_string("out", None, "Directory to write (new or empty).", required=True)
+OUT = flags.DEFINE_string("out", "", "Directory to write (new or empty); required.")
 KNOWN_ONLY = flags.DEFINE_bool("known_only", False, "Training split: only the known classes "
                                "of the config's split (the test split is kept whole).")
 RECORDS_PER_SHARD = flags.DEFINE_integer("records_per_shard", 10_000, "Images per shard file.")

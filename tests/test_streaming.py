@@ -4,6 +4,7 @@ included) from any start step and any process's share, and damaged shards stop i
 
 A tiny source: 10 classes, 60 training and 30 test images of 8 px.
 """
+import dataclasses
 import json
 import os
 
@@ -137,6 +138,10 @@ def test_known_only_shards_stream_the_same_batches(npz_source, prepared, tmp_pat
   data = open_set(full)
   assert_same_batches(list(stream(data, "grain", f"arrayrecord:{out}").batches(0, 5)),
                       list(stream(data, "grain", full).batches(0, 5)))
+  other = dataclasses.replace(stream(data, "grain", f"arrayrecord:{out}"),
+                              known_classes=(0, 1, 2, 3, 4, 5))
+  with pytest.raises(DataError, match=r"holds no images of the run's known classes \[0, 1, 5\]"):
+    next(other.batches(0, 1))
 
 
 def test_masks_flow_through_the_stream(tmp_path):

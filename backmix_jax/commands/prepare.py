@@ -30,6 +30,8 @@ def prepare(config, source: str, out: str, *, known_only: bool = False,
   """Write `source` (a source spec; '' = config.data.source) into the new directory `out`;
   with known_only the training split keeps only the config's known classes (the test split
   is kept whole: it holds the unknowns). Returns the manifest written."""
+  if not out:
+    raise DataError("--out is required: the new directory to write the shards into")
   source = source or config.data.source
   if source.startswith("arrayrecord:") or source == "composite":
     raise DataError(f"--source={source}: prepare reads a source of images (digits, npz:, "

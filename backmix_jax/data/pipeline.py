@@ -49,15 +49,17 @@ def resolve_backend(backend: str) -> str:
     raise DataError(f"unknown data backend {backend!r}; use {', '.join(BACKENDS)}")
   if backend == "tf" and not tensorflow_available():
     raise DataError("data.backend='tf' but TensorFlow is not importable; use 'numpy' or 'auto'")
-  if backend == "grain" and importlib.util.find_spec("grain") is None:
-    raise DataError("data.backend='grain' but grain is not installed (pip install -r "
-                    "requirements.txt); use 'auto' to train from memory")
   return backend
 
 
 def backend_problems(backend: str, source: str) -> list[str]:
   """The sentence for a backend that cannot read the source (config checks and TrainStream)."""
-  if backend == "grain" and not source.startswith(streaming.SOURCE_PREFIX):
+  if backend != "grain":
+    return []
+  if importlib.util.find_spec("grain") is None:
+    return ["data.backend='grain' but grain is not installed (pip install -r requirements.txt);"
+            " use 'auto' to train from memory"]
+  if not source.startswith(streaming.SOURCE_PREFIX):
     return [f"data.backend='grain' streams prepared shards: set data.source="
             f"{streaming.SOURCE_PREFIX}<dir> (python -m experiments.prepare writes them), "
             f"got {source!r}"]

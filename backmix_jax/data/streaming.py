@@ -74,7 +74,13 @@ class StepReader:
            rows: tuple[int, int], partner: bool, image_shape, masks: bool) -> "StepReader":
     """The reader of the training split of `source` (arrayrecord:<dir>), checked against its
     manifest, for a run with these known classes."""
-    split = shards.open_split(source[len(SOURCE_PREFIX):], "train")
+    directory = source[len(SOURCE_PREFIX):]
+    split = shards.open_split(directory, "train")
+    prepared_for = shards.read_manifest(directory).get("known_classes")
+    missing = sorted(set(known_classes) - set(prepared_for or known_classes))
+    if missing:
+      raise DataError(f"{source} was prepared with --known_only for classes {prepared_for}: "
+                      f"its training split holds no images of the run's known classes {missing}")
     if masks and not split.masks:
       raise DataError(f"{source}: the training split has masks but the shards hold none")
     records, labels = known_records(split.labels, known_classes)
