@@ -45,12 +45,13 @@ def test_tfds_short_names_come_from_the_dataset_registry():
   assert tfds_reader.TFDS_NAMES == {"mnist": "mnist", "svhn": "svhn_cropped",
                                     "cifar10": "cifar10", "cifar100": "cifar100"}
   assert list(sources.READERS) == ["digits", "npz", "tfds", "folder", "arrayrecord", "cub",
-                                   "aircraft", "scars"]
+                                   "aircraft", "scars", "imagenet", "imagenet21k"]
   with pytest.raises(DataError) as info:
     sources.load_source("imagenet")
   assert str(info.value) == ("unknown data source 'imagenet'; known: digits, npz:<path>, "
                              "tfds:<name>, folder:<path>, arrayrecord:<dir>, cub:<path>, "
-                             "aircraft:<path>, scars:<path>, mnist, svhn, cifar10, cifar100")
+                             "aircraft:<path>, scars:<path>, imagenet:<path>, "
+                             "imagenet21k:<path>, mnist, svhn, cifar10, cifar100")
 
 
 def test_published_numbers_are_keyed_by_registered_benchmarks_and_protocols():

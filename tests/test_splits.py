@@ -29,7 +29,7 @@ DOC_DIAS_PLUS10 = [[3, 15, 19, 21, 42, 46, 66, 72, 78, 98],
 
 K = {"mnist": 6, "svhn": 6, "cifar10": 6, "cifar_plus10": 4, "cifar_plus50": 4,
      "tinyimagenet": 20, "ood_cifar10_vs_cifar100": 10, "ood_cifar10_vs_svhn": 10, "digits": 6,
-     "ssb_cub": 100, "ssb_scars": 98, "ssb_aircraft": 50}
+     "ssb_cub": 100, "ssb_scars": 98, "ssb_aircraft": 50, "ssb_imagenet": 1000}
 ARPL_KEY = {"mnist": "mnist", "svhn": "svhn", "cifar10": "cifar10", "tinyimagenet": "tiny_imagenet"}
 
 
@@ -154,6 +154,9 @@ def test_every_split_has_k_known_disjoint_unknowns_and_covers_the_dataset():
       assert s.known == tuple(range(10)) and s.unknown is None
       assert s.unknown_source == {"ood_cifar10_vs_cifar100": "cifar100",
                                   "ood_cifar10_vs_svhn": "svhn"}[benchmark]
+    elif benchmark == "ssb_imagenet":  # all of ImageNet-1K known, the 21K-P classes unknown
+      assert s.known == tuple(range(1000)) and s.unknown == tuple(range(1980))
+      assert s.unknown_source == "imagenet21k"
     elif benchmark.startswith("cifar_plus"):
       n = int(benchmark[len("cifar_plus"):])
       assert len(s.unknown) == len(set(s.unknown)) == n and s.unknown_source == "cifar100"
@@ -163,7 +166,7 @@ def test_every_split_has_k_known_disjoint_unknowns_and_covers_the_dataset():
       assert not set(s.known) & set(s.unknown)
       assert sorted(s.known + s.unknown) == list(range(num))
       assert s.unknown_source is None
-  assert count == 5 * sum(len(b) for b in splits.COVERAGE.values()) - 2 * 4 - 3 * 4
+  assert count == 5 * sum(len(b) for b in splits.COVERAGE.values()) - 2 * 4 - 4 * 4
 
 
 def test_digits_reuses_the_mnist_lists():

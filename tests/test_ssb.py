@@ -16,7 +16,7 @@ from backmix_jax.data.core import DataError
 from backmix_jax.data.images import resize_shorter_center_crop
 from backmix_jax.data.openset import load_open_set
 from backmix_jax.training.train import train_and_evaluate
-from configs import ssb_aircraft, ssb_cub, ssb_scars
+from configs import ssb_aircraft, ssb_cub, ssb_imagenet, ssb_scars
 
 SIDE = 16
 
@@ -93,6 +93,28 @@ def write_scars(root: pathlib.Path, classes) -> pathlib.Path:
   return base
 
 
+def write_imagenet(root: pathlib.Path, wnids) -> pathlib.Path:
+  """imagenet/ with train/<wnid>/ and val/<wnid>/, one landscape 24 x 16 image each (red =
+  the wnid's position in `wnids`)."""
+  for split, train in (("train", True), ("val", False)):
+    for k, wnid in enumerate(wnids):
+      path = root / "imagenet" / split / wnid / f"{wnid}_{split}.JPEG"
+      path.parent.mkdir(parents=True, exist_ok=True)
+      Image.new("RGB", (24, SIDE), (k, int(train), 7)).save(path, format="PNG")
+  return root / "imagenet"
+
+
+def write_imagenet21k(root: pathlib.Path, wnids_by_group) -> pathlib.Path:
+  """<wnid>/ folders with one image each, red = 1 + the index of its group; plus a folder
+  of a class outside the SSB, which the reader must ignore."""
+  for g, wnids in enumerate(wnids_by_group):
+    for wnid in wnids + (("n99999999",) if g == 0 else ()):
+      path = root / "imagenet21k_val" / wnid / f"{wnid}.JPEG"
+      path.parent.mkdir(parents=True, exist_ok=True)
+      Image.new("RGB", (SIDE, 20), (1 + g, 0, 7)).save(path, format="PNG")
+  return root / "imagenet21k_val"
+
+
 def _classes(split):
   return split.images[:, 0, 0, 0].astype(int)
 
@@ -145,9 +167,27 @@ def test_scars_reader_reads_the_devkit_annotations(tmp_path):
   assert src.class_names[42] == "Car 42"
 
 
+def test_imagenet_readers_number_wnids_as_classifiers_and_the_ssb_list(tmp_path):
+  """imagenet: labels = index of the wnid in sorted(train/), val/ is the test split, images
+  centre-cropped to the square; imagenet21k: only the SSB's classes, labelled by their
+  position in the Easy + Hard list, test split only."""
+  wnids = ["n01440764", "n01443537", "n02119789"]
+  src = sources.load_source(f"imagenet:{write_imagenet(tmp_path, wnids)}", image_size=SIDE)
+  assert src.train.labels.tolist() == [0, 1, 2] == src.test.labels.tolist()
+  assert src.train.images.shape == (3, SIDE, SIDE, 3) and src.class_names == tuple(wnids)
+  assert np.array_equal(_classes(src.test), [0, 1, 2])
+  easy, hard = (split_lists.SSB_IMAGENET_UNKNOWN[d] for d in ("Easy", "Hard"))
+  folder = write_imagenet21k(tmp_path, [easy[:2], hard[-1:]])
+  unknown = sources.load_unknown_source(f"imagenet21k:{folder}", image_size=SIDE)
+  assert sorted(unknown.labels.tolist()) == [0, 1, 1979]
+  with pytest.raises(DataError, match="only a test split"):
+    sources.load_source(f"imagenet21k:{folder}", image_size=SIDE)
+
+
 @pytest.mark.parametrize("spec, expected", [
     ("cub:{}", "CUB_200_2011/"), ("aircraft:{}", "data/images_variant_trainval.txt"),
-    ("scars:{}", "devkit/cars_train_annos.mat")])
+    ("scars:{}", "devkit/cars_train_annos.mat"), ("imagenet:{}", "train/<wnid>/"),
+    ("imagenet21k:{}", "<wnid>/ image folders")])
 def test_a_missing_dataset_folder_is_one_line_naming_the_expected_path(tmp_path, spec,
                                                                         expected):
   """A path without the dataset: one DataError line naming the path and the layout."""
@@ -170,6 +210,32 @@ def test_the_published_lists_partition_each_dataset():
   assert split_lists.SSB_SPLITS["cub"]["known"][:3] == (150, 70, 34)
   assert split_lists.SSB_SPLITS["scars"]["unknown"]["Hard"] == (23, 42, 83, 94, 113, 126, 190)
   assert split_lists.SSB_SPLITS["aircraft"]["unknown"]["Easy"][:3] == (80, 81, 42)
+  easy, hard = (split_lists.SSB_IMAGENET_UNKNOWN[d] for d in ("Easy", "Hard"))
+  assert (len(easy), len(hard), len(set(easy) | set(hard))) == (1000, 980, 1980)
+  assert (easy[0], easy[-1], hard[0], hard[-1]) == ("n00021939", "n04600912", "n01848648",
+                                                    "n02380875")
+
+
+def test_the_imagenet_benchmark_assembles_1k_known_and_21k_difficulties(tmp_path):
+  """ssb_imagenet on fake folders (1000 class folders, 3 of them with images): known labels
+  are ImageNet class indices, the unknowns come from the 21K-P folders, and Easy / Hard
+  pick their groups' images."""
+  wnids = [f"n{i:08d}" for i in range(1000)]
+  root = write_imagenet(tmp_path, wnids[:3])
+  for wnid in wnids[3:]:  # ImageNet-1K's other classes, as empty folders
+    (root / "train" / wnid).mkdir()
+  easy, hard = (split_lists.SSB_IMAGENET_UNKNOWN[d] for d in ("Easy", "Hard"))
+  c = ssb_imagenet.get_config()
+  c.data.source = f"imagenet:{root}"
+  c.data.unknown_source = f"imagenet21k:{write_imagenet21k(tmp_path, [easy[:3], hard[:2]])}"
+  c.data.image_size = SIDE
+  data = load_open_set(c)
+  assert data.train.labels.tolist() == [0, 1, 2] and len(data.test_unknown) == 5
+  groups = dict(data.unknown_groups)
+  assert list(groups) == ["Easy", "Hard"]
+  red = _classes(data.test_unknown)
+  assert (red[groups["Easy"]] == 1).all() and (red[groups["Hard"]] == 2).all()
+  assert len(groups["Easy"]) == 3 and len(groups["Hard"]) == 2
 
 
 def test_every_ssb_split_names_its_difficulties():

@@ -95,9 +95,13 @@ DIGITS = Dataset("digits", 10)               # scikit-learn's bundled digits
 CUB = Dataset("cub", 200)
 SCARS = Dataset("scars", 196)
 AIRCRAFT = Dataset("aircraft", 100)
+# The SSB's ImageNet part (imagenet:, imagenet21k: sources): ImageNet-1K, and the SSB's
+# ImageNet-21K-P classes, numbered by their position in L.SSB_IMAGENET_21K_WNIDS.
+IMAGENET = Dataset("imagenet", 1000)
+IMAGENET21K_SSB = Dataset("imagenet21k", len(L.SSB_IMAGENET_21K_WNIDS))
 # In this order `sources` lists the short specs (mnist, svhn, cifar10, cifar100).
 DATASETS = {d.name: d for d in (MNIST, SVHN, CIFAR10, CIFAR100, TINYIMAGENET, DIGITS, CUB,
-                                SCARS, AIRCRAFT)}
+                                SCARS, AIRCRAFT, IMAGENET, IMAGENET21K_SSB)}
 
 _ARPL = L.ARPL_SPLITS_2020
 _NEAL = ClassLists(None, L.NEAL_UNKNOWN)
@@ -127,6 +131,16 @@ def _ssb(name: str) -> dict[str, ClassLists]:
   return {"ssb": ClassLists((known,), (every,), (groups,))}
 
 
+def _ssb_imagenet() -> dict[str, ClassLists]:
+  """The SSB's ImageNet split: every ImageNet-1K class known (ids in classifier order), the
+  ImageNet-21K-P unknowns in Easy and Hard (no Medium), by their ids in that source."""
+  wnids = L.SSB_IMAGENET_21K_WNIDS
+  members = {d: set(L.SSB_IMAGENET_UNKNOWN[d]) for d in ("Easy", "Hard")}
+  groups = tuple((d, tuple(i for i, w in enumerate(wnids) if w in m)) for d, m in members.items())
+  return {"ssb": ClassLists((tuple(range(IMAGENET.num_classes)),),
+                            (tuple(range(len(wnids))),), (groups,))}
+
+
 # In this order get_split's messages list the benchmarks. vaze runs the arpl lists.
 BENCHMARKS = {b.name: b for b in (
     _MNIST,
@@ -154,4 +168,6 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("ssb_cub", CUB, _ssb("cub"), published_note=L.SSB_PUBLISHED_NOTE),
     Benchmark("ssb_scars", SCARS, _ssb("scars"), published_note=L.SSB_PUBLISHED_NOTE),
     Benchmark("ssb_aircraft", AIRCRAFT, _ssb("aircraft"), published_note=L.SSB_PUBLISHED_NOTE),
+    Benchmark("ssb_imagenet", IMAGENET, _ssb_imagenet(), unknown_source=IMAGENET21K_SSB,
+              published_note=L.SSB_PUBLISHED_NOTE),
 )}

@@ -20,6 +20,10 @@ pipelines and the trainer never know where the images came from. Specs:
                               data/images/); class id = index of the sorted variant name
   scars:<path>                Stanford Cars (cars_train/, cars_test/, devkit/*.mat annotations);
                               class id = devkit class - 1
+  imagenet:<path>             ImageNet-1K train/<wnid>/, val/<wnid>/; class id = index of the
+                              wnid in sorted(train/); shorter side resized, centre crop
+  imagenet21k:<path>          ImageNet-21K-P <wnid>/ folders of the SSB's unknown classes (test
+                              split only); class id = position in the SSB's Easy + Hard list
   mnist|svhn|cifar10|cifar100 shorthand for tfds:<tfds name> (svhn = svhn_cropped, whose
                               labels are already 0..9); `splits.Split.unknown_source` uses these
 
@@ -41,13 +45,14 @@ from typing import Sequence
 from backmix_jax.data.core import ArraySplit, DataError, SourceData
 from backmix_jax.data.images import conform
 from backmix_jax.data.readers import (ReadRequest, Reader, aircraft, arrayrecord, cub, digits,
-                                      folder, npz, scars)
+                                      folder, imagenet, npz, scars)
 from backmix_jax.data.readers import tfds as tfds_reader
 
 # Spec kind -> reader, in the order messages list them.
 READERS: dict[str, Reader] = {r.kind: r for r in (digits.READER, npz.READER, tfds_reader.READER,
                                                   folder.READER, arrayrecord.READER, cub.READER,
-                                                  aircraft.READER, scars.READER)}
+                                                  aircraft.READER, scars.READER, imagenet.READER,
+                                                  imagenet.READER_21K)}
 _SPLITS = ("train", "test")
 
 

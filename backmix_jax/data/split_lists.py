@@ -79,6 +79,13 @@ SSB_SPLITS: dict[str, dict] = {
            "unknown": {d: _tuples(ids) for d, ids in _TABLES[f"ssb_{name}"]["unknown"].items()}}
     for name in ("cub", "scars", "aircraft")}
 SSB_SOURCE = "sgvaze/SSB SSB/splits/<dataset>_ssb_splits.json (no licence stated)"
+# The ImageNet part, from SSB/splits/imagenet_ssb_splits.json (commit ffded7c): the
+# ImageNet-21K-P classes (wnids) unknown per difficulty, Easy (1000) and Hard (980), as
+# published; the known classes are all 1000 of ImageNet-1K (the file lists them too).
+SSB_IMAGENET_UNKNOWN: dict[str, tuple[str, ...]] = {
+    d: _tuples(wnids) for d, wnids in _TABLES["ssb_imagenet"]["unknown"].items()}
+# The class ids of the SSB's ImageNet-21K-P source: positions in Easy, then Hard.
+SSB_IMAGENET_21K_WNIDS: tuple[str, ...] = SSB_IMAGENET_UNKNOWN["Easy"] + SSB_IMAGENET_UNKNOWN["Hard"]
 # Vaze et al.'s README (every stored version of sgvaze/osr_closed_set_all_you_need) lists
 # hyper-parameters but no SSB results; their paper's tables are not stored here.
 SSB_PUBLISHED_NOTE = ("Vaze et al.'s SSB numbers are in their paper's tables, not in their "

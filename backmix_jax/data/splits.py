@@ -21,8 +21,9 @@ Protocols and the benchmarks they define (5 trials each unless noted):
   cssr   CSSR (xyzedd/CSSR exps/*/spl_a..e.json): cifar10, svhn, tinyimagenet.
   dias   DIAS / MEDAF AUROC lists (`splits_AUROC`): mnist, svhn, cifar10, cifar_plus10,
          cifar_plus50, tinyimagenet; trial t = list t as MEDAF's osr_main.py runs them.
-  ssb    The Semantic Shift Benchmark (sgvaze/SSB): ssb_cub, ssb_scars, ssb_aircraft; one
-         published split each (trial 0), its unknowns also scored per difficulty.
+  ssb    The Semantic Shift Benchmark (sgvaze/SSB): ssb_cub, ssb_scars, ssb_aircraft,
+         ssb_imagenet; one published split each (trial 0), its unknowns also scored per
+         difficulty.
 
 `digits` (scikit-learn digits, the CPU demo) reuses the protocol's MNIST lists (same ten
 digit classes), so every protocol but cssr has it. Every protocol accepts the OOD benchmarks

@@ -66,12 +66,15 @@ def class_names(names, labels: Sequence[np.ndarray]) -> tuple[str, ...]:
 
 
 def decode_files(files: Sequence[tuple[int, pathlib.Path]], request: ReadRequest,
-                 what: str) -> ArraySplit:
+                 what: str, crop: Callable[[np.ndarray], np.ndarray] | None = None
+                 ) -> ArraySplit:
   """(class id, image file) pairs -> ArraySplit uint8 [n,H,W,3] + int64 [n] of at most
   `request.max_per_split` evenly spaced pairs, decoded at `request.image_size`.
 
-  what: the split, for messages. A missing or undecodable file is one DataError naming it,
-  so a half-copied dataset fails at once with the file to look at.
+  what: the split, for messages. crop: instead of the square resize, each image decoded at
+  its own size and passed through crop ([h,w,3] -> [S,S,3], e.g. ImageNet's shorter-side
+  resize and centre crop). A missing or undecodable file is one DataError naming it, so a
+  half-copied dataset fails at once with the file to look at.
   """
   if not files:
     raise DataError(f"no images found for {what}")
@@ -81,10 +84,21 @@ def decode_files(files: Sequence[tuple[int, pathlib.Path]], request: ReadRequest
   except OSError as e:
     raise DataError(f"{what}: {e.filename} cannot be read ({type(e).__name__})") from None
   try:
-    images = decode_images(blobs, request.image_size, request.decoder)
+    images = (decode_images(blobs, request.image_size, request.decoder) if crop is None else
+              np.stack([crop(_decode_one(blob, i, request.decoder))
+                        for i, blob in enumerate(blobs)]))
   except UndecodableImage as e:
     raise DataError(f"{files[e.index][1]} cannot be decoded ({e.reason})") from None
   return ArraySplit(images, np.array([c for c, _ in files], np.int64))
+
+
+def _decode_one(blob: bytes, index: int, decoder: str) -> np.ndarray:
+  """One encoded image at its own size, uint8 [h,w,3]; UndecodableImage carries `index`."""
+  try:
+    return decode_images([blob], None, decoder)[0]
+  except UndecodableImage as e:
+    e.index = index  # its position in the caller's list, not in this one-image list
+    raise
 
 
 def existing_dir(path: pathlib.Path, kind: str, layout: str) -> pathlib.Path:

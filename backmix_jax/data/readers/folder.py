@@ -14,7 +14,8 @@ from backmix_jax.data.readers import ReadRequest, Reader, decode_files
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
-def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+def image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  """The image files under `folder` (any depth), sorted by path."""
   return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -33,7 +34,7 @@ def read(path: str, request: ReadRequest):
   out = {}
   for split in request.splits:
     if split == "train":
-      files = [(class_id[w], f) for w in wnids for f in _image_files(train_dir / w)]
+      files = [(class_id[w], f) for w in wnids for f in image_files(train_dir / w)]
     elif split == "test":
       files = _val_files(root / "val", class_id)
     else:
@@ -61,7 +62,7 @@ def _val_files(val_dir: pathlib.Path, class_id: dict[str, int]) -> list:
   stray = [w for w in folders if w not in class_id]
   if stray:
     raise DataError(f"{val_dir} has class folders that train/ lacks: {stray[:5]}")
-  return [(class_id[w], f) for w in folders for f in _image_files(val_dir / w)]
+  return [(class_id[w], f) for w in folders for f in image_files(val_dir / w)]
 
 
 READER = Reader("folder", "<path>", read)
