@@ -257,3 +257,16 @@ def test_streaming_never_decodes_the_whole_training_split(prepared, monkeypatch)
   assert len(batches) == 4 and sizes and max(sizes) <= 7
   in_memory = ArraySplit(np.asarray(data.train.images), data.train.labels)
   np.testing.assert_array_equal(fill, backmix_fill(config, in_memory))
+
+
+def test_a_run_at_another_size_resizes_lazily_and_streams_the_same(npz_source, prepared):
+  """Shards prepared at 8 px, a run at 12 px: the training split stays lazy, its pixels are
+  the source's conformed to 12 px, and the grain stream gives the NumPy backend's batches."""
+  spec = f"arrayrecord:{prepared}"
+  lazy = sources.load_source(spec, image_size=12, channels=3)
+  want = sources.load_source(npz_source, image_size=12, channels=3)
+  assert isinstance(lazy.train.images, ShardImages) and lazy.train.images.shape[1:] == (12, 12, 3)
+  np.testing.assert_array_equal(np.asarray(lazy.train.images), want.train.images)
+  data = openset.make_open_set(lazy.train, lazy.test, KNOWN)
+  assert_same_batches(list(stream(data, "grain", spec).batches(0, 3)),
+                      list(stream(data, "numpy").batches(0, 3)))

@@ -55,7 +55,7 @@ def main():
   ensure_set(args.dir, args.count, args.size)
   spec = f"arrayrecord:{args.dir}"
   train = sources.load_source(spec, image_size=args.size, channels=3).train
-  decoded_gb = train.images.size / 1e9
+  decoded_gb = train.images.nbytes / 1e9
   for workers in [int(w) for w in args.workers.split(",")]:
     stream = TrainStream(train, args.batch, 0, backend="grain", source=spec,
                          known_classes=tuple(range(10)), workers=workers)

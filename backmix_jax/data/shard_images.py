@@ -14,21 +14,29 @@ import numpy as np
 
 from backmix_jax.data import shards
 from backmix_jax.data.core import DataError
+from backmix_jax.data.images import resize_bilinear
 
 _CHUNK = 1024  # records decoded at a time by __array__ and mean
 
 
 class ShardImages:
-  """uint8 [len(records), *image_shape]: records `records` (int64 positions) of the shard
-  files `paths`, decoded on use. Views share one opened random-access source."""
+  """uint8 [len(records), size, size, C]: records `records` (int64 positions) of the shard
+  files `paths`, whose images are `stored_shape` [h, w, C], decoded on use and resized to
+  `size` (None: as stored) with `images.resize_bilinear`, as `images.conform` resizes every
+  source. Views share one opened random-access source."""
 
   dtype = np.dtype(np.uint8)
   ndim = 4
 
-  def __init__(self, paths, records: np.ndarray, image_shape, _holder: dict | None = None):
+  def __init__(self, paths, records: np.ndarray, stored_shape, size: int | None = None,
+               _holder: dict | None = None):
     self.paths = tuple(paths)
     self.records = np.asarray(records, np.int64)
-    self.image_shape = tuple(int(s) for s in image_shape)
+    self.stored_shape = tuple(int(s) for s in stored_shape)
+    same = size is None or (size, size) == self.stored_shape[:2]
+    self.size = None if same else int(size)
+    self.image_shape = (self.stored_shape if same
+                        else (self.size, self.size, self.stored_shape[2]))
     self._holder = {} if _holder is None else _holder
 
   @property
@@ -36,7 +44,7 @@ class ShardImages:
     return (len(self.records),) + self.image_shape
 
   @property
-  def size(self) -> int:
+  def nbytes(self) -> int:
     return int(np.prod(self.shape))
 
   def __len__(self) -> int:
@@ -45,13 +53,13 @@ class ShardImages:
   def _decode(self, records: np.ndarray) -> np.ndarray:
     if "source" not in self._holder:
       self._holder["source"] = shards.data_source(self.paths)
-    out = np.empty((len(records),) + self.image_shape, np.uint8)
+    out = np.empty((len(records),) + self.stored_shape, np.uint8)
     for i, r in enumerate(shards.read_records(self._holder["source"], records)):
-      if r["image"].shape != self.image_shape:
+      if r["image"].shape != self.stored_shape:
         raise DataError(f"record {records[i]} is {r['image'].shape}, the manifest "
-                               f"says {self.image_shape}")
+                        f"says {self.stored_shape}")
       out[i] = r["image"]
-    return out
+    return out if self.size is None else resize_bilinear(out, self.size)
 
   def __getitem__(self, key):
     if isinstance(key, tuple):  # images[rows, ...]: the rows' pixels, then the rest
@@ -61,7 +69,8 @@ class ShardImages:
       return np.asarray(self[rows])[(slice(None),) + rest]
     if isinstance(key, (int, np.integer)):
       return self._decode(self.records[[key]])[0]
-    return ShardImages(self.paths, self.records[key], self.image_shape, self._holder)
+    return ShardImages(self.paths, self.records[key], self.stored_shape, self.size,
+                       self._holder)
 
   def __array__(self, dtype=None, copy=None):
     parts = [self._decode(self.records[i:i + _CHUNK]) for i in range(0, len(self), _CHUNK)]

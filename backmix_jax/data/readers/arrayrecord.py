@@ -25,7 +25,8 @@ def read(directory: str, request: ReadRequest):
       if name == "train":
         split = shards.open_split(directory, name)
         shape = (split.image_size, split.image_size, split.channels)
-        out[name] = ArraySplit(ShardImages(split.paths, rows, shape), split.labels[rows])
+        out[name] = ArraySplit(ShardImages(split.paths, rows, shape, request.image_size),
+                               split.labels[rows])
       else:
         out[name] = shards.load_split(directory, name, rows)
   return out, tuple(manifest["class_names"])
