@@ -496,6 +496,8 @@ CONFIG_ERRORS = [
     ("data.channels=2", "--config.data.channels=2", "channels"),
     ("data.crop_padding=-3", "--config.data.crop_padding=-3", "crop_padding"),
     ("data.normalize=foo", "--config.data.normalize=foo", "normalize"),
+    ("imagenet statistics on 1 channel",
+     ("--config.data.normalize=imagenet", "--config.data.channels=1"), "data.channels=3"),
     ("data.backend=foo", "--config.data.backend=foo", "backend"),
     # optimizer fields
     ("learning_rate=0", "--config.optimizer.learning_rate=0", "learning_rate"),
