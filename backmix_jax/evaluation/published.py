@@ -11,9 +11,10 @@ differs: `splits.PROTOCOLS`), so their 5-trial means are comparable; `same_proto
 them as one.
 
 Rows are keyed by the benchmark's name in the registry (`data.benchmarks.BENCHMARKS`).
-Benchmarks without published numbers here (mnist, digits) map to no rows; a benchmark's
-`published_note` says why where there is a reason to give (digits: this project's CPU
-demo); none of the listed papers reports MNIST.
+Benchmarks without published numbers here (mnist, digits, the SSB's) map to no rows; a
+benchmark's `published_note` says why where there is a reason to give (digits: this
+project's CPU demo; the SSB: Vaze et al.'s repository publishes hyper-parameters, kept in
+configs/ssb_*.py, but no SSB results); none of the listed papers reports MNIST.
 """
 from __future__ import annotations
 
