@@ -326,3 +326,33 @@ def test_a_tiny_ssb_run_reports_one_row_per_difficulty(trained_cub):
   assert "mean/auroc" not in rows
   for text in ((workdir / "metrics.md").read_text(), printed):
     assert all(f"| {group} |" in text for group in ("Easy", "Medium", "Hard", "Medium+Hard"))
+
+
+def test_unknown_sets_scores_each_group_as_a_slice_of_the_unknowns():
+  """The unknown_sets evaluator on a benchmark with groups: one row per group, each the
+  metrics of the known test set against exactly that group's unknowns (AUROC by hand),
+  no mean row without extra sources; the SSB has no published rows and says why."""
+  from types import SimpleNamespace
+
+  from backmix_jax.data.core import ArraySplit, OpenSetData
+  from backmix_jax.evaluation import published
+  from backmix_jax.evaluation.evaluators.unknown_sets import UnknownSetsEvaluator
+
+  def split(n, labels):
+    return ArraySplit(np.zeros((n, 2, 2, 3), np.uint8), np.asarray(labels, np.int64))
+
+  known, unknown = split(2, [0, 1]), split(4, [-1] * 4)
+  scores = {id(known): np.array([0.9, 0.4]), id(unknown): np.array([0.1, 0.5, 0.2, 0.95])}
+
+  def scorer(variables, s):
+    return dict(score=scores[id(s)], pred=np.zeros(len(s), np.int64))
+
+  data = OpenSetData(split(2, [0, 1]), known, unknown, (0, 1),
+                     unknown_groups=(("Easy", np.array([0, 2])), ("Hard", np.array([1, 3]))))
+  run = SimpleNamespace(data=data, variables=lambda state: None)
+  evaluator = UnknownSetsEvaluator(run, scorer=scorer)
+  metrics = evaluator.evaluate(state=None)
+  assert metrics["Easy/auroc"] == 1.0  # 0.9 and 0.4 both above 0.1 and 0.2
+  assert metrics["Hard/auroc"] == 0.25  # of 4 pairs against 0.5 and 0.95 only 0.9 > 0.5
+  assert "mean/auroc" not in metrics and evaluator.rows == ["Easy", "Hard"]
+  assert "not stored here" in published.published_notes("ssb_cub", "ssb")[0]
