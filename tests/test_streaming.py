@@ -270,3 +270,37 @@ def test_a_run_at_another_size_resizes_lazily_and_streams_the_same(npz_source, p
   data = openset.make_open_set(lazy.train, lazy.test, KNOWN)
   assert_same_batches(list(stream(data, "grain", spec).batches(0, 3)),
                       list(stream(data, "numpy").batches(0, 3)))
+
+
+def test_random_resized_crop_is_a_pure_function_of_seed_step_and_row(prepared):
+  """data.random_resized_crop: the crops of a step are the same from any start step and
+  for any split of the global batch over processes, differ between steps, and change
+  nothing else of the batch."""
+  spec = f"arrayrecord:{prepared}"
+  data = open_set(spec)
+  crop = stream(data, "grain", spec, random_resized_crop=True)
+  whole = list(crop.batches(0, 5))
+  assert_same_batches(list(crop.batches(2, 5)), whole[2:])
+  halves = [list(dataclasses.replace(crop, process_index=p, process_count=2).batches(0, 5))
+            for p in range(2)]
+  for step, batch in enumerate(whole):
+    np.testing.assert_array_equal(
+        np.concatenate([halves[0][step]["image"], halves[1][step]["image"]]), batch["image"])
+  plain = list(stream(data, "grain", spec).batches(0, 5))
+  assert all(np.array_equal(a["index"], b["index"]) for a, b in zip(whole, plain))
+  assert not np.array_equal(whole[0]["image"], plain[0]["image"])
+  with pytest.raises(DataError, match="needs data.backend='grain'"):
+    stream(data, "numpy", random_resized_crop=True)
+
+
+def test_random_resized_crop_follows_torchvision():
+  """The window search of torchvision's RandomResizedCrop: a window inside the image, of an
+  area within `scale` (up to rounding) and the fallback central crop when nothing fits."""
+  from backmix_jax.data.images import random_resized_crop
+  image = np.arange(40 * 60 * 3, dtype=np.uint32).reshape(40, 60, 3).astype(np.uint8)
+  out = random_resized_crop(image, 16, np.random.default_rng(0))
+  assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+  # scale (1, 1) and a ratio no 40x60 window has: the fallback, the central 40x40 window.
+  full = random_resized_crop(image, 40, np.random.default_rng(0), scale=(1.0, 1.0),
+                             ratio=(1.0, 1.0))
+  np.testing.assert_array_equal(full, image[:, 10:50])

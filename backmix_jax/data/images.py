@@ -55,18 +55,56 @@ def resize_shorter_center_crop(image: np.ndarray, size: int,
   `resize_bilinear` squashes the image (Resize((s, s)), the fine-grained recipes'). One
   image at a time, so a streaming reader can call it per record.
   """
-  from PIL import Image
   if not 0 < crop_fraction <= 1:
     raise DataError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
-  h, w, c = image.shape
+  h, w, _ = image.shape
   short = int(round(size / crop_fraction))
   new_h, new_w = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
-  bilinear = Image.Resampling.BILINEAR
-  planes = [image] if c == 3 else [image[..., k] for k in range(c)]
-  resized = [np.asarray(Image.fromarray(p).resize((new_w, new_h), bilinear)) for p in planes]
-  out = resized[0] if c == 3 else np.stack(resized, axis=-1)
+  out = _resize_one(image, new_w, new_h)
   top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
   return out[top:top + size, left:left + size]
+
+
+def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator,
+                        scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> np.ndarray:
+  """[h,w,C] uint8 -> [size,size,C]: torchvision's RandomResizedCrop (the training
+  transform of the ImageNet-style recipes) with its parameter search, one image at a time:
+  up to 10 draws of an area fraction in `scale` and a log-uniform aspect ratio in `ratio`
+  until the window fits, else the largest central window of a ratio in range; the window
+  resized to size x size with Pillow's bilinear filter. Every draw comes from `rng`, so a
+  (seed, step, row) generator makes the crop a pure function of them."""
+  h, w, _ = image.shape
+  area, log_ratio = h * w, np.log(ratio)
+  for _ in range(10):
+    target = area * rng.uniform(*scale)
+    aspect = np.exp(rng.uniform(*log_ratio))
+    cw, ch = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+    if 0 < cw <= w and 0 < ch <= h:
+      top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+      break
+  else:
+    if w / h < min(ratio):
+      cw, ch = w, int(round(w / min(ratio)))
+    elif w / h > max(ratio):
+      cw, ch = int(round(h * max(ratio))), h
+    else:
+      cw, ch = w, h
+    top, left = (h - ch) // 2, (w - cw) // 2
+  return _resize_one(image[top:top + ch, left:left + cw], size, size)
+
+
+def _resize_one(image: np.ndarray, width: int, height: int) -> np.ndarray:
+  """[h,w,C] uint8 -> [height,width,C] with Pillow's bilinear filter (RGB at once, other
+  channel counts plane by plane)."""
+  from PIL import Image
+  bilinear = Image.Resampling.BILINEAR
+  c = image.shape[-1]
+  planes = [image] if c == 3 else [image[..., k] for k in range(c)]
+  resized = [np.asarray(Image.fromarray(np.ascontiguousarray(p)).resize((width, height),
+                                                                         bilinear))
+             for p in planes]
+  return resized[0] if c == 3 else np.stack(resized, axis=-1)
 
 
 def to_channels(images: np.ndarray, channels: int) -> np.ndarray:

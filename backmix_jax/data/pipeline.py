@@ -52,10 +52,12 @@ def resolve_backend(backend: str) -> str:
   return backend
 
 
-def backend_problems(backend: str, source: str) -> list[str]:
-  """The sentence for a backend that cannot read the source (config checks and TrainStream)."""
+def backend_problems(backend: str, source: str, random_resized_crop: bool = False) -> list[str]:
+  """The sentence for a backend that cannot read the source or apply the host crop (config
+  checks and TrainStream)."""
   if backend != "grain":
-    return []
+    return (["data.random_resized_crop needs data.backend='grain' (it crops the stored images "
+             "while streaming them)"] if random_resized_crop else [])
   if importlib.util.find_spec("grain") is None:
     return ["data.backend='grain' but grain is not installed (pip install -r requirements.txt);"
             " use 'auto' to train from memory"]
@@ -80,6 +82,8 @@ class TrainStream:
   With backend 'grain', `source` (arrayrecord:<dir>) and `known_classes` say which records
   are the rows of `data` (the known classes' records, in order); `workers` Grain worker
   processes decode them (0: in this process). The batches do not depend on `workers`.
+  `random_resized_crop` (grain only): each image a random-resized crop of the stored one
+  (data/streaming.py), a pure function of (seed, step, position in the global batch).
   """
   data: ArraySplit
   global_batch: int
@@ -91,9 +95,10 @@ class TrainStream:
   source: str = ""
   known_classes: tuple = ()
   workers: int = 0
+  random_resized_crop: bool = False
 
   def __post_init__(self):
-    problems = backend_problems(self.backend, self.source)
+    problems = backend_problems(self.backend, self.source, self.random_resized_crop)
     if problems:
       raise DataError(problems[0])
     if self.global_batch % self.process_count:
@@ -130,7 +135,8 @@ class TrainStream:
       reader = streaming.StepReader.open(
           self.source, self.known_classes, seed=self.seed, global_batch=self.global_batch,
           rows=(lo, lo + self.local_batch), partner=self.partner_stream,
-          image_shape=self.data.images.shape[1:], masks=self.data.masks is not None)
+          image_shape=self.data.images.shape[1:], masks=self.data.masks is not None,
+          random_resized_crop=self.random_resized_crop)
       if len(reader.records) != len(self.data):
         raise DataError(f"{self.source} holds {len(reader.records)} training images of the "
                         f"known classes, the training split {len(self.data)}")

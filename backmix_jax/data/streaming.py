@@ -26,7 +26,7 @@ from absl import flags
 
 from backmix_jax.data import shards
 from backmix_jax.data.core import DataError
-from backmix_jax.data.images import conform
+from backmix_jax.data.images import conform, random_resized_crop
 from backmix_jax.data.order import PARTNER_SEED_OFFSET, epoch_batches
 
 SOURCE_PREFIX = "arrayrecord:"
@@ -54,8 +54,11 @@ class StepReader:
 
   paths: shard files of the training split; records: int64 [N], the record of each
   training row; labels: int32 [N] their labels 0..K-1; rows: (lo, hi) of the global batch
-  this process takes. The shard reader and the current epoch's order are opened on first use
-  in each process (Grain pickles the reader into its workers).
+  this process takes. random_resized_crop: each image is a random-resized crop of the
+  stored image (images.random_resized_crop) drawn from a generator seeded by (seed of the
+  stream, step, position in the global batch), a pure function of those, instead of the
+  stored image conformed to image_shape. The shard reader and the current epoch's order are
+  opened on first use in each process (Grain pickles the reader into its workers).
   """
   paths: tuple[str, ...]
   records: np.ndarray
@@ -66,12 +69,14 @@ class StepReader:
   partner: bool
   image_shape: tuple[int, int, int]
   masks: bool
+  random_resized_crop: bool = False
   _source: object = dataclasses.field(default=None, repr=False)
   _orders: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @classmethod
   def open(cls, source: str, known_classes, *, seed: int, global_batch: int,
-           rows: tuple[int, int], partner: bool, image_shape, masks: bool) -> "StepReader":
+           rows: tuple[int, int], partner: bool, image_shape, masks: bool,
+           random_resized_crop: bool = False) -> "StepReader":
     """The reader of the training split of `source` (arrayrecord:<dir>), checked against its
     manifest, for a run with these known classes."""
     directory = source[len(SOURCE_PREFIX):]
@@ -83,9 +88,12 @@ class StepReader:
                       f"its training split holds no images of the run's known classes {missing}")
     if masks and not split.masks:
       raise DataError(f"{source}: the training split has masks but the shards hold none")
+    if masks and random_resized_crop:
+      raise DataError("data.random_resized_crop with true-foreground masks: the masks would "
+                      "not follow the crops")
     records, labels = known_records(split.labels, known_classes)
     return cls(split.paths, records, labels, seed, global_batch, tuple(rows), partner,
-               tuple(image_shape), masks)
+               tuple(image_shape), masks, random_resized_crop)
 
   def __getstate__(self):  # what goes to a worker: no open reader, no cached order
     return dict(self.__dict__, _source=None, _orders={})
@@ -104,9 +112,16 @@ class StepReader:
       self._source = shards.data_source(self.paths)
     return shards.read_records(self._source, self.records[rows])
 
-  def _images(self, records: list[dict]) -> np.ndarray:
-    images = conform(np.stack([r["image"] for r in records]), self.image_shape[0],
-                     self.image_shape[2])
+  def _images(self, records: list[dict], seed: int, step: int) -> np.ndarray:
+    size, _, channels = self.image_shape
+    if self.random_resized_crop:
+      images = np.stack([
+          random_resized_crop(r["image"], size,
+                              np.random.default_rng([seed, step, self.rows[0] + i]))
+          for i, r in enumerate(records)])
+      images = conform(images, None, channels)
+    else:
+      images = conform(np.stack([r["image"] for r in records]), size, channels)
     if images.shape[1:] != self.image_shape:
       raise DataError(f"shard images are {images.shape[1:]}, the run's {self.image_shape}")
     return images
@@ -114,13 +129,14 @@ class StepReader:
   def __call__(self, step: int) -> dict:
     rows = self._step_rows(self.seed, int(step))
     records = self._read(rows)
-    batch = dict(image=self._images(records), label=self.labels[rows],
+    batch = dict(image=self._images(records, self.seed, int(step)), label=self.labels[rows],
                  index=rows.astype(np.int32))
     if self.masks:
       batch["fg_mask"] = np.stack([r["mask"] for r in records])
     if self.partner:
-      prows = self._step_rows(self.seed + PARTNER_SEED_OFFSET, int(step))
-      batch.update(partner_image=self._images(self._read(prows)),
+      pseed = self.seed + PARTNER_SEED_OFFSET
+      prows = self._step_rows(pseed, int(step))
+      batch.update(partner_image=self._images(self._read(prows), pseed, int(step)),
                    partner_index=prows.astype(np.int32))
     return batch
 

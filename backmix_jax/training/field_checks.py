@@ -46,7 +46,8 @@ REALS = {
     "label_smoothing": (0.0, True, 1.0, False),  # with K classes < (K-1)/K: validate.py
 }
 
-BOOLS = ("data.flip", "optimizer.nesterov", "backmix.enabled", "backmix.cam_batch_stats")
+BOOLS = ("data.flip", "data.random_resized_crop", "optimizer.nesterov", "backmix.enabled",
+         "backmix.cam_batch_stats")
 
 def _is_real(value) -> bool:
   return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -34,8 +34,9 @@ RUN_FIELDS = ("dataset", "protocol", "trial", "known_classes", "data.source",
 
 # Fields of the schedule.
 SCHEDULE_FIELDS = ("batch_size", "num_epochs", "optimizer", "seed", "backmix", "data.flip",
-                   "data.crop_padding", "data.randaugment_n", "data.randaugment_m",
-                   "data.randaugment_ops", "dtype", "label_smoothing", "pretrained")
+                   "data.random_resized_crop", "data.crop_padding", "data.randaugment_n",
+                   "data.randaugment_m", "data.randaugment_ops", "dtype", "label_smoothing",
+                   "pretrained")
 
 
 def _plain(value):

@@ -59,7 +59,8 @@ def problems(config) -> list[str]:
   if not config.optimizer.learning_rate > 0:
     out.append(f"optimizer.learning_rate must be > 0, got {config.optimizer.learning_rate}")
   out.extend(config_problems(config))
-  out.extend(pipeline.backend_problems(config.data.backend, config.data.source))
+  out.extend(pipeline.backend_problems(config.data.backend, config.data.source,
+                                       config.data.get("random_resized_crop", False)))
   if config.get("profile_steps", 0) < 0:
     out.append(f"profile_steps must be >= 0, got {config.profile_steps}")
   if config.num_epochs < 1:
