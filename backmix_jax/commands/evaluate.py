@@ -133,7 +133,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
   metrics = evaluate_run(run, state, directory, evaluators=evaluators, tag=tag)
   log(f"wrote metrics{tag}.json, metrics{tag}.md, eval_outputs{tag}.npz and plots in "
       f"{directory}\n")
-  if unknown:
+  if "unknown_sets" in metrics:  # --unknown, or a config's own (the SSB's per difficulty)
     log(evaluators["unknown_sets"][0].markdown(metrics["unknown_sets"]))
   log(report.evaluation_markdown(metrics))
   return metrics
