@@ -28,6 +28,9 @@ def get_config():
   c.data.flip = True
   c.data.crop_padding = 0
   c.model = "resnet50"
+  # The statistics torchvision's ImageNet weights were trained with (Vaze et al. normalise
+  # with CIFAR-10's: means within 0.041, standard deviations within 0.027 of these).
+  c.data.normalize = "imagenet"
   c.batch_size = 256
   c.eval_batch_size = 256
   c.num_epochs = 1
