@@ -1,12 +1,13 @@
 """Evaluate a checkpoint of a training run: open-set metrics, a markdown table and plots.
 
-python -m experiments.evaluate --config configs/digits.py --workdir runs/digits
+python -m experiments.evaluate --workdir runs/digits    # with the config it was trained with
 python -m experiments.evaluate --config configs/digits.py --workdir runs/digits --step 40
 python -m experiments.evaluate --config configs/digits.py --workdir runs/digits --arpl_compat
 python -m experiments.evaluate --config configs/digits.py --workdir runs/digits \
   --unknown=tfds:svhn_cropped,npz:/data/noise.npz,folder:/data/textures
 
-Writes metrics.json, metrics.md, eval_outputs.npz and plots in the workdir (or --out); any
+Without --config the run's recorded training config is used; a --config given must describe
+the same run (data, classes, input, network). Writes metrics.json, metrics.md, eval_outputs.npz and plots in the workdir (or --out); any
 evaluation but the final checkpoint's default one adds a suffix (_step<N>, _arpl, _unknown).
 The work is `backmix_jax.commands.evaluate.evaluate_checkpoint`.
 """
@@ -31,9 +32,9 @@ def main(argv):
   del argv
   # After flag parsing: --help and flag errors need no JAX.
   from backmix_jax.commands.evaluate import evaluate_checkpoint
-  evaluate_checkpoint(cli.CONFIG.value, cli.WORKDIR.value, STEP.value,
+  evaluate_checkpoint(cli.config_or_recorded(), cli.WORKDIR.value, STEP.value,
                       arpl_compat=ARPL_COMPAT.value, unknown=UNKNOWN.value, out=OUT.value)
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.run_main(main, config_from_workdir=True)

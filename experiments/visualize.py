@@ -4,8 +4,8 @@ python -m experiments.visualize --config configs/digits.py --workdir runs/digits
     [--num 8] [--out grid.png]
 
 One row per sample: target, partner, partner CAM, masked partner and the mixed image, as
-the train step mixes them. The config must be the one the workdir was trained with (as for
-evaluation). The work is `backmix_jax.commands.visualize.visualize`.
+the train step mixes them. Without --config the workdir's recorded training config is used;
+a --config given must be the one the workdir was trained with (as for evaluation). The work is `backmix_jax.commands.visualize.visualize`.
 """
 from absl import flags
 
@@ -21,9 +21,9 @@ def main(argv):
   del argv
   # After flag parsing: --help and flag errors need no JAX.
   from backmix_jax.commands.visualize import visualize
-  path, panels = visualize(cli.CONFIG.value, cli.WORKDIR.value, NUM.value, OUT.value)
+  path, panels = visualize(cli.config_or_recorded(), cli.WORKDIR.value, NUM.value, OUT.value)
   print(f"wrote {path} ({len(panels['images'])} samples, checkpoint step {panels['step']})")
 
 
 if __name__ == "__main__":
-  cli.run_main(main)
+  cli.run_main(main, config_from_workdir=True)

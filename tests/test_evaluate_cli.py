@@ -62,9 +62,12 @@ def trained(tmp_path_factory, compile_cache):
     return workdir, json.load(f), dict(z)
 
 
-def run_cli(module: str, workdir, *args, env, **extra) -> subprocess.CompletedProcess:
+def run_cli(module: str, workdir, *args, env, config=True, **extra) -> subprocess.CompletedProcess:
+  """`module` on `workdir` with the training config as flags (config=False: no --config, so
+  the command takes the workdir's recorded one)."""
   return subprocess.run(
-      [sys.executable, "-m", module, "--workdir", str(workdir), *config_flags(**extra), *args],
+      [sys.executable, "-m", module, "--workdir", str(workdir),
+       *(config_flags(**extra) if config else []), *args],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -86,12 +89,13 @@ def test_training_writes_markdown_and_plots(trained):
 
 
 def test_evaluate_newest_checkpoint_equals_training_evaluation(trained, compile_cache):
-  """Without --step the newest (final) checkpoint is restored; metrics.json equals the one
-  training wrote for that step, metrics.md names protocol, trial, score and step, the three
-  plots are PNGs, and stdout says what is evaluated and ends with the table."""
+  """Without --step the newest (final) checkpoint is restored; without --config the config
+  training recorded is used; metrics.json equals the one training wrote for that step,
+  metrics.md names protocol, trial, score and step, the three plots are PNGs, and stdout says
+  what is evaluated and ends with the table."""
   workdir, train_metrics, _ = trained
   _remove_outputs(workdir)
-  r = run_cli("experiments.evaluate", workdir, env=compile_cache)
+  r = run_cli("experiments.evaluate", workdir, env=compile_cache, config=False)
   assert r.returncode == 0, r.stderr[-3000:]
   with open(workdir / "metrics.json") as f:
     metrics = json.load(f)
@@ -200,11 +204,13 @@ def test_bad_unknown_set_exits_2_and_writes_nothing(case, trained, tmp_path, com
   assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*")} == before
 
 
-@pytest.mark.parametrize("case", ["no_checkpoint", "other_model", "other_split", "missing_step"])
+@pytest.mark.parametrize("case", ["no_checkpoint", "other_model", "other_split", "missing_step",
+                                  "no_config_anywhere"])
 def test_bad_workdir_exits_2_with_one_line(case, trained, tmp_path, compile_cache):
   """No checkpoint, a checkpoint of another model (cnn_small evaluated as classifier32) or of
-  another class split (trial 1), or a step that is not there: exit code 2, one line on
-  stderr naming the problem, no traceback, nothing created."""
+  another class split (trial 1), a step that is not there, or neither --config nor a
+  recorded config: exit code 2, one line on stderr naming the problem, no traceback,
+  nothing created."""
   workdir, _, _ = trained
   args, extra, message = {
       "no_checkpoint": ((), {}, "no checkpoint in"),
@@ -212,13 +218,15 @@ def test_bad_workdir_exits_2_with_one_line(case, trained, tmp_path, compile_cach
                       "model='cnn_small' in training, 'classifier32' here"),
       "other_split": ((), {"trial": 1}, "trial=0 in training, 1 here"),
       "missing_step": (("--step", "3"), {}, "no checkpoint at step 3 "),
+      "no_config_anywhere": ((), {}, "records no training config (config.json)"),
   }[case]
-  target = tmp_path / "empty" if case == "no_checkpoint" else workdir
-  r = run_cli("experiments.evaluate", target, *args, env=compile_cache, **extra)
+  target = tmp_path / "empty" if case in ("no_checkpoint", "no_config_anywhere") else workdir
+  r = run_cli("experiments.evaluate", target, *args, env=compile_cache,
+              config=case != "no_config_anywhere", **extra)
   assert r.returncode == 2, r.stderr[-3000:]
   lines = r.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
-  if case == "no_checkpoint":
+  if case in ("no_checkpoint", "no_config_anywhere"):
     assert not target.exists()
   if case == "missing_step":
     assert lines[0].endswith("available: [2, 4, 5]")

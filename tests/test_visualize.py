@@ -83,15 +83,13 @@ def test_masked_partner_is_the_partner_with_its_top_cam_quarter_filled(grid):
 
 @pytest.mark.slow
 def test_cli_prints_where_it_wrote(workdir, tmp_path):
-  """The command line writes the PNG at --out (inside it when it is a directory) and says
-  where in one line."""
+  """The command line, given only the workdir (it takes the run's recorded config), writes
+  the PNG at --out (inside it when it is a directory) and says where in one line."""
   (tmp_path / "grids").mkdir()
   out = tmp_path / "grids" / vis.GRID_NAME
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  cmd = [sys.executable, "-m", "experiments.visualize", "--config", "configs/digits.py",
-         "--config.model=cnn_small", "--config.batch_size=128", "--config.data.image_size=16",
-         "--config.data.backend=numpy",
+  cmd = [sys.executable, "-m", "experiments.visualize",
          "--workdir", str(workdir), "--num=2", f"--out={tmp_path / 'grids'}"]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -29,7 +29,8 @@ from absl import logging as absl_logging  # noqa: E402
 
 # Both light (no JAX): --help and flag errors stay fast.
 from backmix_jax.training.errors import ConfigError  # noqa: E402
-from backmix_jax.training.workdir import WorkdirError, check_path  # noqa: E402
+from backmix_jax.training.workdir import WorkdirError, check_path, trained_config  # noqa: E402
+import ml_collections  # noqa: E402
 
 absl_logging.set_verbosity(absl_logging.WARNING)
 
@@ -102,7 +103,7 @@ def _refuse_arguments(argv, rest) -> None:
   sys.exit(2)
 
 
-def _parse_flags(argv, *, require_workdir: bool = True):
+def _parse_flags(argv, *, require_workdir: bool = True, config_from_workdir: bool = False):
   """The one parser of every command's command line: unknown fields, bad override values
   and positional arguments end in one line (exit 2), not a traceback or a silent drop;
   --help and its kin exit 0."""
@@ -135,6 +136,8 @@ def _parse_flags(argv, *, require_workdir: bool = True):
   missing = [f"--{name}" for name, flag in (("config", CONFIG), ("workdir", WORKDIR))
              if flag.value is None and (name == "config" or (require_workdir
                                                               and not SHOW_CONFIG.value))]
+  if config_from_workdir and not SHOW_CONFIG.value:
+    missing = [name for name in missing if name != "--config"]
   if missing:
     print(f"error: {' and '.join(missing)} required", file=sys.stderr)
     sys.exit(2)
@@ -151,8 +154,24 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
   return f"warning: {message}\n"
 
 
-def run_main(main, *, require_workdir: bool = True):
-  """absl app.run with bad flags and user errors (bad config, data, checkpoint) in one line."""
+def config_or_recorded():
+  """--config (with its overrides), or else the config the --workdir's run was trained with
+  (its config.json, or history.jsonl's newest entry after a resume=override): what a reader
+  of a trained run (evaluate, visualize) uses when no --config is given."""
+  if CONFIG.value is not None:
+    return CONFIG.value
+  saved, _ = trained_config(WORKDIR.value)
+  if saved is None:
+    raise WorkdirError(f"{WORKDIR.value} records no training config (config.json); give the "
+                       "one it was trained with: --config configs/<x>.py plus its overrides")
+  return ml_collections.ConfigDict(saved)
+
+
+def run_main(main, *, require_workdir: bool = True, config_from_workdir: bool = False):
+  """absl app.run with bad flags and user errors (bad config, data, checkpoint) in one line.
+
+  config_from_workdir: --config may be left out (the command reads a trained run and takes
+  its recorded config through `config_or_recorded`)."""
   from absl import app
 
   def wrapped(argv):
@@ -190,4 +209,5 @@ def run_main(main, *, require_workdir: bool = True):
             else sys.stderr, flush=True)
       sys.exit(code)
 
-  app.run(wrapped, flags_parser=functools.partial(_parse_flags, require_workdir=require_workdir))
+  app.run(wrapped, flags_parser=functools.partial(_parse_flags, require_workdir=require_workdir,
+                                                  config_from_workdir=config_from_workdir))

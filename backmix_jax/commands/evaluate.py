@@ -39,7 +39,7 @@ def check_trained_config(config, workdir: str):
     diffs = [f"{key}={trained!r} in training, {given!r} here"
              for key, (trained, given) in changed.items()]
     raise CheckpointError(f"{workdir} was trained with another config ({'; '.join(diffs)}); "
-                          f"evaluate with the training config, saved in {path}")
+                          f"leave out --config to evaluate with the training config ({path})")
 
 
 def check_out(out: str, workdir: str, record: dict):
