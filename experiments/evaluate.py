@@ -7,8 +7,9 @@ python -m experiments.evaluate --config configs/digits.py --workdir runs/digits 
   --unknown=tfds:svhn_cropped,npz:/data/noise.npz,folder:/data/textures
 
 Without --config the run's recorded training config is used; a --config given must describe
-the same run (data, classes, input, network). Writes metrics.json, metrics.md, eval_outputs.npz and plots in the workdir (or --out); any
-evaluation but the final checkpoint's default one adds a suffix (_step<N>, _arpl, _unknown).
+the same run (data, classes, input, network). Writes metrics.json, metrics.md,
+eval_outputs.npz and plots in the workdir (or --out); any evaluation but the final
+checkpoint's default one adds a suffix (_step<N>, _arpl, _unknown).
 The work is `backmix_jax.commands.evaluate.evaluate_checkpoint`.
 """
 from absl import flags

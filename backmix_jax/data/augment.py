@@ -23,10 +23,11 @@ NORMALIZATIONS = {
 
 
 def _stats(mode: str, channels: int):
-  """(mean, std) of `mode` as arrays broadcastable to [..., channels]."""
+  """(mean, std) of `mode`: NumPy float32 [] or [C], broadcastable to [..., channels] (NumPy
+  so that `denormalize` of NumPy images stays on the host; jnp takes them as constants)."""
   if mode not in NORMALIZATIONS:
     raise ValueError(f"unknown normalisation {mode!r}; choose from {', '.join(NORMALIZATIONS)}")
-  mean, std = (jnp.asarray(v, jnp.float32) for v in NORMALIZATIONS[mode])
+  mean, std = (np.asarray(v, np.float32) for v in NORMALIZATIONS[mode])
   if mean.ndim and mean.shape[0] != channels:
     raise DataError(f"data.normalize={mode!r} has statistics for {mean.shape[0]} channels, the "
                     f"images have {channels}: set data.channels={mean.shape[0]} or another "
@@ -44,11 +45,11 @@ def normalize(images: jnp.ndarray, mode: str) -> jnp.ndarray:
 def denormalize(x, mode: str):
   """Inverse of `normalize`: normalised float [...,C] -> x/255 values (about [0, 1],
   unclipped), with the array type of `x` (NumPy in, NumPy out)."""
-  mean, std = (np.asarray(v, np.float32) for v in _stats(mode, x.shape[-1]))
+  mean, std = _stats(mode, x.shape[-1])
   return x * std + mean
 
 
-def black_value(mode: str, channels: int) -> jnp.ndarray:
+def black_value(mode: str, channels: int) -> np.ndarray:
   """float32 [] or [C]: the normalised value of a black (0) pixel, what zero padding means
   before normalising."""
   mean, std = _stats(mode, channels)
@@ -62,7 +63,7 @@ def random_flip(rng: jax.Array, images: jnp.ndarray) -> jnp.ndarray:
 
 
 def random_pad_crop(rng: jax.Array, images: jnp.ndarray, padding: int,
-                    pad_value: jnp.ndarray) -> jnp.ndarray:
+                    pad_value) -> jnp.ndarray:
   """[B,H,W,C] -> [B,H,W,C]: pad by `padding` with `pad_value` (float32 [] or [C]), crop
   H x W at a random offset."""
   if padding == 0:

@@ -222,8 +222,9 @@ def _run(config, workdir: str, held, preemption) -> tuple[dict, list[str]]:
       ckpt.close()
     if logger is not None:
       logger.close()
-  return metrics, [e.markdown(metrics[name]) for name, (e, _) in evaluators.items()
-                   if name != "open_set" and name in metrics and e.markdown(metrics[name])]
+  tables = [e.markdown(metrics[name]) for name, (e, _) in evaluators.items()
+            if name != "open_set" and name in metrics]
+  return metrics, [table for table in tables if table]
 
 
 def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption, evaluators,
