@@ -40,10 +40,12 @@ def test_coverage_is_derived_from_the_registry():
 
 
 def test_tfds_short_names_come_from_the_dataset_registry():
-  """mnist, svhn (svhn_cropped), cifar10, cifar100: the datasets with a TFDS name, in
-  registry order; the unknown-source message lists every reader and then them."""
+  """mnist, svhn (svhn_cropped), cifar10, cifar100, cub (caltech_birds2011), scars (cars196):
+  the datasets with a TFDS name, in registry order; the unknown-source message lists every
+  reader and then them."""
   assert tfds_reader.TFDS_NAMES == {"mnist": "mnist", "svhn": "svhn_cropped",
-                                    "cifar10": "cifar10", "cifar100": "cifar100"}
+                                    "cifar10": "cifar10", "cifar100": "cifar100",
+                                    "cub": "caltech_birds2011", "scars": "cars196"}
   assert list(sources.READERS) == ["digits", "npz", "tfds", "folder", "arrayrecord", "cub",
                                    "aircraft", "scars", "imagenet", "imagenet21k"]
   with pytest.raises(DataError) as info:
@@ -51,7 +53,7 @@ def test_tfds_short_names_come_from_the_dataset_registry():
   assert str(info.value) == ("unknown data source 'imagenet'; known: digits, npz:<path>, "
                              "tfds:<name>, folder:<path>, arrayrecord:<dir>, cub:<path>, "
                              "aircraft:<path>, scars:<path>, imagenet:<path>, "
-                             "imagenet21k:<path>, mnist, svhn, cifar10, cifar100")
+                             "imagenet21k:<path>, mnist, svhn, cifar10, cifar100, cub, scars")
 
 
 def test_published_numbers_are_keyed_by_registered_benchmarks_and_protocols():

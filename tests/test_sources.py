@@ -96,6 +96,59 @@ def test_tfds_sources_read_whole_splits_into_arrays(tmp_path, name, shape, num_c
   assert resized.train.images.shape == (7, 32, 32, 3)
 
 
+def _ragged_tfds_dataset(tmp_path):
+  """A prepared TFDS dataset of JPEG files of six sizes, one class each, as CUB and Cars are
+  stored (Image features of unknown height and width): (data_dir, the files)."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  rng = np.random.default_rng(0)
+  files = []
+  for i, (h, w) in enumerate([(20, 30), (33, 17), (24, 24), (40, 28), (18, 22), (26, 35)]):
+    f = tmp_path / f"img{i}.jpg"
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(f, quality=90)
+    files.append(f)
+
+  class BackmixRaggedProbe(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(encoding_format="jpeg"),
+          "label": tfds.features.ClassLabel(names=list("abcdef"))}),
+          supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(range(4)),
+              "test": self._generate_examples(range(4, 6))}
+
+    def _generate_examples(self, ids):
+      for i in ids:
+        yield i, {"image": str(files[i]), "label": i}
+
+  data_dir = tmp_path / "tfds"
+  BackmixRaggedProbe(data_dir=str(data_dir)).download_and_prepare()
+  return str(data_dir), files
+
+
+def test_tfds_images_of_many_sizes_decode_as_the_folder_readers_do(tmp_path):
+  """A TFDS dataset whose images differ in size (caltech_birds2011, cars196) is read as its
+  stored JPEG bytes and decoded at data.image_size: each image equals the same file decoded
+  by `decode_images` (the folder readers' path), label for label; without an image_size it
+  is one DataError naming the split."""
+  data_dir, files = _ragged_tfds_dataset(tmp_path)
+  src = sources.load_source("tfds:backmix_ragged_probe", data_dir=data_dir, image_size=16)
+  assert src.class_names == tuple("abcdef")
+  for split, ids in ((src.train, range(4)), (src.test, range(4, 6))):
+    assert sorted(split.labels.tolist()) == list(ids)
+    expected = images.decode_images([files[i].read_bytes() for i in split.labels], 16,
+                                     decoder="pillow")
+    np.testing.assert_array_equal(split.images, expected)
+  few = sources.load_source("tfds:backmix_ragged_probe", data_dir=data_dir, image_size=16,
+                            max_per_split=2)
+  assert few.train.images.shape == (2, 16, 16, 3)
+  with pytest.raises(DataError, match="backmix_ragged_probe split 'train': images differ"):
+    sources.load_source("tfds:backmix_ragged_probe", data_dir=data_dir, image_size=None)
+
+
 def test_dataset_names_are_tfds_shorthands_for_unknown_sources(tmp_path):
   """Split.unknown_source names ('cifar100', 'svhn') load the tfds test split."""
   tfds = pytest.importorskip("tensorflow_datasets")

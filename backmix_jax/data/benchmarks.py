@@ -91,9 +91,11 @@ CIFAR100 = Dataset("cifar100", 100, "cifar100")
 TINYIMAGENET = Dataset("tinyimagenet", 200)  # a folder: source (no TFDS copy)
 DIGITS = Dataset("digits", 10)               # scikit-learn's bundled digits
 # The SSB's fine-grained datasets, read from their released layouts (cub:, scars:,
-# aircraft: sources; class ids as data/readers/<name>.py numbers them).
-CUB = Dataset("cub", 200)
-SCARS = Dataset("scars", 196)
+# aircraft: sources; class ids as data/readers/<name>.py numbers them) or from TFDS, whose
+# caltech_birds2011 and cars196 builders (tfds 4.9) number classes the same way (released
+# class number - 1). TFDS has no FGVC-Aircraft at full size.
+CUB = Dataset("cub", 200, "caltech_birds2011")
+SCARS = Dataset("scars", 196, "cars196")
 AIRCRAFT = Dataset("aircraft", 100)
 # The SSB's ImageNet part (imagenet:, imagenet21k: sources): ImageNet-1K, and the SSB's
 # ImageNet-21K-P classes, numbered by their position in L.SSB_IMAGENET_21K_WNIDS.
