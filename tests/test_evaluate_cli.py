@@ -156,10 +156,11 @@ def _unknown_npz(path, images):
   return f"npz:{path}"
 
 
-def test_unknown_sets_each_get_a_row_and_exact_auroc(trained, tmp_path):
+def test_unknown_sets_each_get_a_row_and_exact_auroc(trained, tmp_path, capsys):
   """--unknown scores the known test set against each extra set (here 20 px grey noise,
   resized and turned RGB, and flat colour images) in its own row plus their mean; each
-  AUROC equals sklearn's roc_auc_score on the saved per-sample scores."""
+  AUROC equals sklearn's roc_auc_score on the saved per-sample scores. The printout ends
+  with the open-set table and then this one, as training's does."""
   from sklearn.metrics import roc_auc_score
   from backmix_jax.commands.evaluate import evaluate_checkpoint
   workdir, _, _ = trained
@@ -182,6 +183,9 @@ def test_unknown_sets_each_get_a_row_and_exact_auroc(trained, tmp_path):
   assert sets["mean/auroc"] == pytest.approx((sets[f"{noise}/auroc"] + sets[f"{flat}/auroc"]) / 2)
   md = (out / "metrics_unknown.md").read_text()
   assert f"| {noise} |" in md and f"| {flat} |" in md and "| mean |" in md
+  printed = capsys.readouterr().out
+  assert "| AUROC |" in printed.split("| mean |")[0]  # the open-set table comes first
+  assert f"| {noise} |" in printed and "| mean |" in printed
   assert (out / "roc_per_set_unknown.png").stat().st_size > 0
 
 

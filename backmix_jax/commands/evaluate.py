@@ -14,7 +14,7 @@ import json
 import os
 
 from backmix_jax.evaluation import report
-from backmix_jax.evaluation.evaluators import build_evaluators
+from backmix_jax.evaluation.evaluators import build_evaluators, other_tables
 from backmix_jax.training import identity, validate
 from backmix_jax.training.checkpointing import Checkpointer, CheckpointError
 from backmix_jax.training.records import log
@@ -133,7 +133,7 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None, *,
   metrics = evaluate_run(run, state, directory, evaluators=evaluators, tag=tag)
   log(f"wrote metrics{tag}.json, metrics{tag}.md, eval_outputs{tag}.npz and plots in "
       f"{directory}\n")
-  if "unknown_sets" in metrics:  # --unknown, or a config's own (the SSB's per difficulty)
-    log(evaluators["unknown_sets"][0].markdown(metrics["unknown_sets"]))
   log(report.evaluation_markdown(metrics))
+  for table in other_tables(evaluators, metrics):  # --unknown, the SSB's difficulties, ...
+    log(table)
   return metrics

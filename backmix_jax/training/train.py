@@ -15,7 +15,8 @@ import jax
 
 from backmix_jax import parallel
 from backmix_jax.evaluation import report
-from backmix_jax.evaluation.evaluators import build_evaluators, due, run_evaluators
+from backmix_jax.evaluation.evaluators import (build_evaluators, due, other_tables,
+                                               run_evaluators)
 from backmix_jax.training import checkpointing, identity, validate
 from backmix_jax.training.loop import Clock, Hooks, Preempted, run_loop
 from backmix_jax.training.records import MetricLogger, format_duration, log
@@ -222,9 +223,7 @@ def _run(config, workdir: str, held, preemption) -> tuple[dict, list[str]]:
       ckpt.close()
     if logger is not None:
       logger.close()
-  tables = [e.markdown(metrics[name]) for name, (e, _) in evaluators.items()
-            if name != "open_set" and name in metrics]
-  return metrics, [table for table in tables if table]
+  return metrics, other_tables(evaluators, metrics)
 
 
 def _loop(run: Run, state, start: int, step_fn, ckpt, logger, preemption, evaluators,

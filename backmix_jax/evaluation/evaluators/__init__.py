@@ -21,6 +21,7 @@ from backmix_jax.evaluation.evaluators.registry import EvaluatorError
 from backmix_jax.evaluation.evaluators.registry import build_evaluators
 from backmix_jax.evaluation.evaluators.registry import config_problems
 from backmix_jax.evaluation.evaluators.registry import due
+from backmix_jax.evaluation.evaluators.registry import other_tables
 from backmix_jax.evaluation.evaluators.registry import register
 from backmix_jax.evaluation.evaluators.registry import run_evaluators
 from backmix_jax.evaluation.evaluators.registry import run_scorer

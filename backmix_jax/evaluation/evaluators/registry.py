@@ -140,6 +140,16 @@ def build_evaluators(run, workdir: str | None = None, *, only: Mapping[str, dict
   return out
 
 
+def other_tables(evaluators: Mapping[str, tuple[Evaluator, int]],
+                 metrics: Mapping[str, object]) -> list[str]:
+  """The markdown tables of the evaluators other than open_set that have results in
+  `metrics` (e.g. one row per SSB difficulty), in the evaluators' order: what training and
+  evaluation print after the open-set table."""
+  tables = [e.markdown(metrics[name]) for name, (e, _) in evaluators.items()
+            if name != "open_set" and name in metrics]
+  return [table for table in tables if table]
+
+
 def due(evaluators: Mapping[str, tuple[Evaluator, int]], epoch: int) -> list[str]:
   """Names of the evaluators whose cadence falls on the end of `epoch` (1-based)."""
   return [name for name, (_, every) in evaluators.items() if every and epoch % every == 0]
