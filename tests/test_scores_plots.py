@@ -213,3 +213,34 @@ def test_trials_table_with_own_columns_and_signed_differences():
     report.trials_table_markdown(diffs, columns=columns)  # a negative is no fraction
   with pytest.raises(ValueError, match="not a fraction"):
     report.trials_table_markdown({"x": {"auroc": (-1.5, 0.0)}}, columns=columns, signed=True)
+
+
+def test_compare_curves_pairs_runs_by_epoch(tmp_path):
+  """tools/compare_curves.py: each run's eval records by epoch (a resumed run's repeated
+  epoch: the last record wins; train records ignored), one column per run x100, and run 2 -
+  run 1 where both evaluated the epoch; the PNG is written."""
+  import json
+  from tools import compare_curves
+
+  def workdir(name, records):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(d)
+
+  plain = workdir("plain", [{"step": 10, "kind": "eval", "epoch": 5, "auroc": 0.70},
+                            {"step": 10, "kind": "train", "epoch": 5, "auroc": 0.1},
+                            {"step": 20, "kind": "eval", "epoch": 10, "auroc": 0.80}])
+  mixed = workdir("mixed", [{"step": 10, "kind": "eval", "epoch": 5, "auroc": 0.60},
+                            {"step": 10, "kind": "eval", "epoch": 5, "auroc": 0.75},
+                            {"step": 30, "kind": "eval", "epoch": 15, "auroc": 0.90}])
+  by_run = compare_curves.curves({"plain": plain, "mixed": mixed}, "auroc")
+  assert by_run == {"plain": {5: 0.70, 10: 0.80}, "mixed": {5: 0.75, 15: 0.90}}
+  lines = compare_curves.table(by_run, "auroc").split("\n")
+  assert lines[0] == "| epoch | plain auroc | mixed auroc | mixed - plain |"
+  assert lines[2:] == ["| 5 | 70.00 | 75.00 | +5.00 |", "| 10 | 80.00 |  |  |",
+                       "| 15 |  | 90.00 |  |"]
+  out = tmp_path / "curves.png"
+  assert compare_curves.main(["--run", f"plain={plain}", "--run", f"mixed={mixed}",
+                              "--out", str(out)]) == 0
+  assert out.stat().st_size > 0

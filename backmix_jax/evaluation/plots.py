@@ -118,15 +118,17 @@ def plot_condition_histograms(scores: Mapping[str, np.ndarray], path, bins: int 
 
 
 def plot_history(records: Sequence[Mapping], series: Mapping[str, str], path,
-                 title: str = "") -> str:
-  """Lines of metrics over training: records of metrics.jsonl, series key -> legend label."""
+                 title: str = "", xlabel: str = "step",
+                 ylim: tuple[float, float] = (0, 1.02)) -> str:
+  """Lines of metrics over training: records of metrics.jsonl (x = their `step`), series
+  key -> legend label."""
   fig, ax = _new_axes((6.0, 4.0))
   for key, label in series.items():
     points = [(r["step"], r[key]) for r in records if key in r]
     if points:
       steps, values = zip(*points)
       ax.plot(steps, values, marker="o", markersize=3, linewidth=1.5, label=label)
-  ax.set(xlabel="step", ylim=(0, 1.02), title=title)
+  ax.set(xlabel=xlabel, ylim=ylim, title=title)
   ax.legend(fontsize="small")
   return _save(fig, path)
 
