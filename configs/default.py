@@ -30,6 +30,7 @@ def get_base_config() -> ml_collections.ConfigDict:
       backend="auto",        # auto | tf | numpy: in memory | grain: streams arrayrecord:<dir>
       grain_workers=0,       # grain: decoding processes (0: threads here); same batches
       random_resized_crop=False,  # grain: RandomResizedCrop of the stored image, on the host
+      cache_dir="",          # local copy of arrayrecord:gs://... ('' = ~/.cache/backmix_jax/shards)
       unknown_source="",     # CIFAR+N / OOD unknowns: '' = the split's (tfds cifar100 / svhn)
   ))
 

@@ -96,7 +96,8 @@ def load_open_set(config) -> OpenSetData:
                                                              config.trial)
   if d.source == "composite":
     return composite.load_open_set(config, split)
-  kwargs = dict(data_dir=d.data_dir or None, image_size=d.image_size)
+  kwargs = dict(data_dir=d.data_dir or None, image_size=d.image_size,
+                cache_dir=d.get("cache_dir", ""))
   if d.get("channels"):
     kwargs["channels"] = d.channels
   src = sources.load_source(d.source, **kwargs)

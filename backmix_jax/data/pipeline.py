@@ -84,6 +84,7 @@ class TrainStream:
   processes decode them (0: in this process). The batches do not depend on `workers`.
   `random_resized_crop` (grain only): each image a random-resized crop of the stored one
   (data/streaming.py), a pure function of (seed, step, position in the global batch).
+  `cache_dir`: where a remote `source` directory is staged (data/staging.py).
   """
   data: ArraySplit
   global_batch: int
@@ -96,6 +97,7 @@ class TrainStream:
   known_classes: tuple = ()
   workers: int = 0
   random_resized_crop: bool = False
+  cache_dir: str = ""
 
   def __post_init__(self):
     problems = backend_problems(self.backend, self.source, self.random_resized_crop)
@@ -136,7 +138,7 @@ class TrainStream:
           self.source, self.known_classes, seed=self.seed, global_batch=self.global_batch,
           rows=(lo, lo + self.local_batch), partner=self.partner_stream,
           image_shape=self.data.images.shape[1:], masks=self.data.masks is not None,
-          random_resized_crop=self.random_resized_crop)
+          random_resized_crop=self.random_resized_crop, cache_dir=self.cache_dir)
       if len(reader.records) != len(self.data):
         raise DataError(f"{self.source} holds {len(reader.records)} training images of the "
                         f"known classes, the training split {len(self.data)}")

@@ -69,7 +69,8 @@ def decode_record(record: bytes) -> dict:
   return dict(image=image, label=label, index=index, mask=mask)
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+  """The SHA-256 of a file's bytes, in hex (the manifest's per-shard checksum)."""
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -98,7 +99,8 @@ def write_split(out: str, name: str, examples: Iterable[tuple], count: int,
       labels[k] = label
       writer.write(encode_record(image, label, index, mask))
     writer.close()
-    files.append(dict(file=file, records=n, bytes=os.path.getsize(path), sha256=_sha256(path)))
+    files.append(dict(file=file, records=n, bytes=os.path.getsize(path),
+                      sha256=file_sha256(path)))
     progress(f"{name}: shard {s + 1}/{num_shards} ({n} images, "
              f"{files[-1]['bytes'] / 1e6:.1f} MB)")
   np.save(os.path.join(out, f"{name}_labels.npy"), labels)
@@ -145,15 +147,26 @@ def read_manifest(directory: str) -> dict:
   """The manifest of a prepared directory, or DataError in one line."""
   path = os.path.join(directory, MANIFEST)
   try:
-    with open(path) as f:
-      manifest = json.load(f)
+    with open(path, "rb") as f:
+      text = f.read()
   except FileNotFoundError:
     raise DataError(f"arrayrecord source: no {MANIFEST} in {directory!r}; write the directory "
                     "with python -m experiments.prepare") from None
-  except (OSError, ValueError) as e:
+  except OSError as e:
     raise DataError(f"arrayrecord source: {path} cannot be read ({e})") from None
-  if manifest.get("version") != FORMAT_VERSION:
-    raise DataError(f"arrayrecord source: {path} is format version {manifest.get('version')!r}, "
+  return parse_manifest(text, path)
+
+
+def parse_manifest(text: bytes | str, path: str) -> dict:
+  """The manifest in `text` (the contents of `path`, named in messages), or DataError in one
+  line when it is not JSON or of another format version."""
+  try:
+    manifest = json.loads(text)
+  except ValueError as e:
+    raise DataError(f"arrayrecord source: {path} cannot be read ({e})") from None
+  version = manifest.get("version") if isinstance(manifest, dict) else None
+  if version != FORMAT_VERSION:
+    raise DataError(f"arrayrecord source: {path} is format version {version!r}, "
                     f"this version reads {FORMAT_VERSION}")
   return manifest
 

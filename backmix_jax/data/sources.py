@@ -13,7 +13,8 @@ pipelines and the trainer never know where the images came from. Specs:
                               val/val_annotations.txt, or val/<wnid>/ (the test split);
                               class id = index of the wnid in sorted(train wnids)
   arrayrecord:<dir>           shards written by `python -m experiments.prepare` (data/shards.py);
-                              data.backend=grain streams its training split from them
+                              data.backend=grain streams its training split from them; a URL
+                              (gs://...) is staged into data.cache_dir first (data/staging.py)
   cub:<path>                  CUB-200-2011 as released (images.txt, image_class_labels.txt,
                               train_test_split.txt, images/); class id = class number - 1
   aircraft:<path>             FGVC-Aircraft 2013b (data/images_variant_{trainval,test}.txt,
@@ -71,11 +72,12 @@ def _reader(spec: str) -> tuple[Reader, str]:
 
 
 def _read(spec: str, splits: Sequence[str], *, data_dir: str | None, image_size: int | None,
-          channels: int | None, download: bool, max_per_split: int | None, decoder: str):
+          channels: int | None, download: bool, max_per_split: int | None, decoder: str,
+          cache_dir: str):
   """Spec -> ({split: ArraySplit}, class_names), conformed to image_size and channels."""
   reader, arg = _reader(spec)
   out, names = reader.read(arg, ReadRequest(tuple(splits), data_dir, image_size, download,
-                                            max_per_split, decoder))
+                                            max_per_split, decoder, cache_dir))
   result = {}
   for split in splits:
     if split not in out:
@@ -89,7 +91,8 @@ def _read(spec: str, splits: Sequence[str], *, data_dir: str | None, image_size:
 
 def load_source(spec: str, *, data_dir: str | None = None, image_size: int | None = 32,
                 channels: int | None = None, download: bool = False,
-                max_per_split: int | None = None, decoder: str = "auto") -> SourceData:
+                max_per_split: int | None = None, decoder: str = "auto",
+                cache_dir: str = "") -> SourceData:
   """Read the train and test splits of a source spec (see the module docstring).
 
   data_dir: TFDS data directory (local or gs://) for tfds specs.
@@ -98,17 +101,19 @@ def load_source(spec: str, *, data_dir: str | None = None, image_size: int | Non
   download: let TFDS download and prepare a missing dataset (never done otherwise).
   max_per_split: keep only this many evenly spaced samples per split (quick tests).
   decoder: JPEG decoder for npz/folder sources, see `images.decode_images`.
+  cache_dir: local cache of remote arrayrecord directories ('' = `staging.CACHE_ROOT`).
   """
   out, names = _read(spec, _SPLITS, data_dir=data_dir, image_size=image_size,
                      channels=channels, download=download, max_per_split=max_per_split,
-                     decoder=decoder)
+                     decoder=decoder, cache_dir=cache_dir)
   return SourceData(train=out["train"], test=out["test"], class_names=names)
 
 
 def load_unknown_source(spec: str, *, data_dir: str | None = None,
                         image_size: int | None = 32, channels: int | None = None,
                         download: bool = False, max_per_split: int | None = None,
-                        decoder: str = "auto", split: str = "test") -> ArraySplit:
+                        decoder: str = "auto", split: str = "test",
+                        cache_dir: str = "") -> ArraySplit:
   """One split (the test split by default) of a second source whose images are unknowns.
 
   E.g. 'cifar100' (CIFAR+N, OOD) or 'svhn' (OOD) with the same options as `load_source`,
@@ -116,5 +121,6 @@ def load_unknown_source(spec: str, *, data_dir: str | None = None,
   class ids: `openset.make_open_set` keeps the listed unknown classes and relabels them -1.
   """
   out, _ = _read(spec, (split,), data_dir=data_dir, image_size=image_size, channels=channels,
-                 download=download, max_per_split=max_per_split, decoder=decoder)
+                 download=download, max_per_split=max_per_split, decoder=decoder,
+                 cache_dir=cache_dir)
   return out[split]

@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 from absl import flags
 
-from backmix_jax.data import shards
+from backmix_jax.data import shards, staging
 from backmix_jax.data.core import DataError
 from backmix_jax.data.images import conform, random_resized_crop
 from backmix_jax.data.order import PARTNER_SEED_OFFSET, epoch_batches
@@ -76,10 +76,11 @@ class StepReader:
   @classmethod
   def open(cls, source: str, known_classes, *, seed: int, global_batch: int,
            rows: tuple[int, int], partner: bool, image_shape, masks: bool,
-           random_resized_crop: bool = False) -> "StepReader":
+           random_resized_crop: bool = False, cache_dir: str = "") -> "StepReader":
     """The reader of the training split of `source` (arrayrecord:<dir>), checked against its
-    manifest, for a run with these known classes."""
-    directory = source[len(SOURCE_PREFIX):]
+    manifest, for a run with these known classes; a remote <dir> is read from its copy in
+    `cache_dir` (data/staging.py)."""
+    directory = staging.local_directory(source[len(SOURCE_PREFIX):], cache_dir)
     split = shards.open_split(directory, "train")
     prepared_for = shards.read_manifest(directory).get("known_classes")
     missing = sorted(set(known_classes) - set(prepared_for or known_classes))

@@ -103,7 +103,8 @@ def build_run(config, data: OpenSetData | None = None) -> Run:
                        jax.process_count(), partner_stream=bank_mode, backend=config.data.backend,
                        source=config.data.source, known_classes=data.known_classes,
                        workers=config.data.get("grain_workers", 0),
-                       random_resized_crop=config.data.get("random_resized_crop", False))
+                       random_resized_crop=config.data.get("random_resized_crop", False),
+                       cache_dir=config.data.get("cache_dir", ""))
   tx = make_optimizer(config.optimizer, stream.steps_per_epoch, config.num_epochs)
   sample = augment.normalize(jnp.asarray(data.train.images[:2]), config.data.normalize)
   bank_size = len(data.train) if bank_mode else 0

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from backmix_jax import backmix, models
-from backmix_jax.data import augment, composite, pipeline, randaugment, splits
+from backmix_jax.data import augment, composite, pipeline, randaugment, splits, staging
 from backmix_jax.data.core import DataError
 from backmix_jax.evaluation.evaluators import config_problems
 from backmix_jax.frameworks import FRAMEWORKS
@@ -61,6 +61,7 @@ def problems(config) -> list[str]:
   out.extend(config_problems(config))
   out.extend(pipeline.backend_problems(config.data.backend, config.data.source,
                                        config.data.get("random_resized_crop", False)))
+  out.extend(staging.cache_problems(config.data.get("cache_dir", "")))
   if config.get("profile_steps", 0) < 0:
     out.append(f"profile_steps must be >= 0, got {config.profile_steps}")
   if config.num_epochs < 1:

@@ -25,7 +25,8 @@ class ReadRequest:
   splits: split names wanted ('train', 'test'). data_dir: TFDS data directory.
   image_size: side decoders may resize to while decoding (None: keep). download: let TFDS
   prepare a missing dataset. max_per_split: evenly spaced samples kept per split (None:
-  all). decoder: JPEG decoder, see `images.decode_images`.
+  all). decoder: JPEG decoder, see `images.decode_images`. cache_dir: where a remote
+  arrayrecord directory is staged (data/staging.py; '' = its default).
   """
   splits: tuple[str, ...]
   data_dir: str | None = None
@@ -33,6 +34,7 @@ class ReadRequest:
   download: bool = False
   max_per_split: int | None = None
   decoder: str = "auto"
+  cache_dir: str = ""
 
 
 Read = Callable[[str, ReadRequest], tuple[dict[str, ArraySplit], tuple[str, ...]]]

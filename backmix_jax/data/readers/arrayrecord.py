@@ -1,5 +1,6 @@
 """`arrayrecord:<dir>`: a directory written by `python -m experiments.prepare` (ArrayRecord
-shards and a manifest, data/shards.py).
+shards and a manifest, data/shards.py); a URL (`gs://bucket/dir`) is first staged into a
+local cache (data/staging.py) and read from there.
 
 The test split is decoded into memory here. The training split is a lazy array
 (data/shard_images.py): decoded where pixels are used, so it need not fit in memory. With
@@ -9,7 +10,7 @@ same batches.
 """
 from __future__ import annotations
 
-from backmix_jax.data import shards
+from backmix_jax.data import shards, staging
 from backmix_jax.data.core import ArraySplit, evenly_spaced
 from backmix_jax.data.shard_images import ShardImages
 from backmix_jax.data.readers import ReadRequest, Reader
@@ -17,6 +18,7 @@ from backmix_jax.data.readers import ReadRequest, Reader
 
 def read(directory: str, request: ReadRequest):
   """The requested splits, at most max_per_split evenly spaced records each."""
+  directory = staging.local_directory(directory, request.cache_dir)
   manifest = shards.read_manifest(directory)
   out = {}
   for name in request.splits:

@@ -95,7 +95,8 @@ def load_unknown_sets(sources: str, run, max_per_set: int | None = None) -> dict
   for spec in specs:
     try:
       split = load_unknown_source(spec, data_dir=d.data_dir or None, image_size=shape[0],
-                                  channels=shape[2], max_per_split=max_per_set)
+                                  channels=shape[2], max_per_split=max_per_set,
+                                  cache_dir=d.get("cache_dir", ""))
     except DataError as e:
       raise DataError(f"unknown set {spec!r}: {e}") from None
     except (OSError, ValueError) as e:  # unreadable files, images of no usable shape
