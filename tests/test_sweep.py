@@ -44,9 +44,12 @@ def _sweep_steps(configs, unroll):
 def test_each_run_of_a_sweep_trains_as_it_would_alone(unroll):
   """After STEPS steps every run's parameters, batch statistics and metrics equal those of the
   run trained alone: bit for bit with the runs unrolled in one program (own stream, RNG,
-  state, BackMix off as mix_prob=0 giving the clean images), and within 2e-3 with vmap,
-  whose batched convolutions sum in another order (a ~1e-6 gradient difference that Adam's
-  normalised first steps scale up to ~1e-4 on parameters)."""
+  state, BackMix off as mix_prob=0 giving the clean images), and close with vmap, whose
+  batched convolutions sum in another order: a ~1e-6 gradient difference that Adam's
+  normalised first steps scale up, on a parameter whose gradient is near zero, to as much as
+  a step (about the learning rate; 2.04e-3 seen on one machine, on 2 of 112,544 entries).
+  So: no entry further apart than learning rate x STEPS, and the median entry within 5e-5
+  (seen: 6e-6 at most; a run trained on another stream or key differs by about a step)."""
   configs = _three_runs()
   s, stacked, history = _sweep_steps(configs, unroll)
   assert s.size == 3 and sorted({r.config.backmix.enabled for r in s.runs}) == [False, True]
@@ -62,7 +65,9 @@ def test_each_run_of_a_sweep_trains_as_it_would_alone(unroll):
         for k in ("loss", "accuracy", "grad_norm"):
           assert history[t][k][i] == alone_history[t][k], (i, t, k)
     else:
-      np.testing.assert_allclose(flat_params(mine), flat_params(alone), atol=2e-3)
+      diff = np.abs(flat_params(mine) - flat_params(alone))
+      assert diff.max() <= configs[i].optimizer.learning_rate * STEPS, (i, diff.max())
+      assert np.median(diff) <= 5e-5, (i, np.median(diff))
       for t in range(STEPS):
         assert history[t]["loss"][i] == pytest.approx(alone_history[t]["loss"], abs=1e-4)
   # The runs really differ (not one run copied three times).
