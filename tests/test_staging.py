@@ -8,6 +8,7 @@ test_streaming.py) read through etils.epath's local backend, as staging reads gs
 its gfile backend.
 """
 import os
+import time
 
 import numpy as np
 import pytest
@@ -115,6 +116,20 @@ def test_a_shard_that_differs_from_the_manifest_is_refused(prepared, tmp_path):
   left = os.listdir(cache)
   assert name not in left and not [n for n in left if n.endswith(".part")]
   assert "manifest.json" not in left
+
+
+def test_a_killed_copys_temporary_file_is_removed_by_the_next_staging(prepared, tmp_path):
+  """A `.part` file untouched for longer than STALE_PART_SECONDS (a copy killed with -9) is
+  removed when the URL is staged again; a fresh one (another process copying now) is kept."""
+  cache = tmp_path / "cache"
+  stage(prepared, cache)
+  old, fresh = cache / ".train-00000.abc.part", cache / ".train-00001.def.part"
+  old.write_bytes(b"half a shard")
+  fresh.write_bytes(b"being written")
+  hour_ago = time.time() - staging.STALE_PART_SECONDS - 60
+  os.utime(old, (hour_ago, hour_ago))
+  stage(prepared, cache)
+  assert not old.exists() and fresh.exists()
 
 
 def test_an_unreadable_url_says_how_to_copy_it(prepared, tmp_path):

@@ -15,7 +15,8 @@ split, the grain stream, evaluators) opens that local copy. Copying:
   interrupted has no manifest and is refused by the readers until it is staged again.
 
 Every write goes through a temporary name and os.replace, so processes of one host that
-stage the same URL at once never see a half-written file. Each host stages into its own
+stage the same URL at once never see a half-written file; a temporary file untouched for an
+hour (a copy killed with -9) is removed by the next staging. Each host stages into its own
 local cache: every host reads records of every shard (its slice of each global batch).
 The remote side is read through etils.epath (gs:// through tf.io.gfile when TensorFlow is
 installed); a `remote` argument replaces it (tests stand a local directory in for it).
@@ -35,6 +36,9 @@ from backmix_jax.data.core import DataError
 CACHE_ROOT = "~/.cache/backmix_jax/shards"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _CHUNK = 8 << 20  # bytes read from the remote side at a time
+# A copy in progress writes its temporary file every few seconds; one untouched this long was
+# left by a process killed mid-copy (kill -9, a lost VM) and is removed by the next staging.
+STALE_PART_SECONDS = 3600
 
 # (url, local directory) pairs this process has staged and verified: the reader of the
 # splits and the grain stream both resolve the source, and checking the cache again would
@@ -141,6 +145,20 @@ def _write(path: str, chunks, check: Callable[[int, str], str | None] = lambda n
       os.remove(tmp)
 
 
+def _remove_stale_parts(local: str, now: float | None = None):
+  """Remove the temporary files in `local` older than STALE_PART_SECONDS (a killed copy's);
+  younger ones may belong to another process of this host staging the same URL."""
+  now = time.time() if now is None else now
+  for name in os.listdir(local):
+    path = os.path.join(local, name)
+    if name.startswith(".") and name.endswith(".part"):
+      try:
+        if now - os.path.getmtime(path) > STALE_PART_SECONDS:
+          os.remove(path)
+      except FileNotFoundError:  # its own process finished or removed it meanwhile
+        pass
+
+
 def _cached(path: str, shard: dict) -> bool:
   """Whether the cached file `path` is the manifest's shard (its size and SHA-256)."""
   return (os.path.isfile(path) and os.path.getsize(path) == shard["bytes"]
@@ -210,6 +228,7 @@ def _copy(url: str, root, local: str, manifest_bytes: bytes, splits: dict,
   shards that are missing or differ, the labels files, then the manifest. Returns the
   number of shards copied."""
   os.makedirs(local, exist_ok=True)
+  _remove_stale_parts(local)
   manifest_path = os.path.join(local, shards.MANIFEST)
   same_manifest = _read_local(manifest_path) == manifest_bytes
   if not same_manifest and os.path.exists(manifest_path):
