@@ -6,8 +6,11 @@ before any test module imports jax. The persistent compilation cache is set thro
 environment so that the subprocesses tests start (CLI runs, the 2-process run) share it:
 most tests train the same small programs, which are then loaded instead of compiled.
 """
+import json
 import os
 import tempfile
+import threading
+import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -49,6 +52,43 @@ def _free_each_modules_runs(request):
     release_memory()
 
 
+class _ModulePeaks:
+  """Opt-in record of where the suite's memory goes: with BACKMIX_TEST_MEMLOG=<file>, each
+  process (pytest or an xdist worker) samples its own resident memory every 0.2 s and appends
+  one JSON line per test module: worker, module, start and end (Unix time), peak and final GiB.
+  Summing the workers' lines that overlap in time shows which modules meet at the peak."""
+
+  def __init__(self, path):
+    self.path, self.peak = path, 0.0
+    threading.Thread(target=self._sample, daemon=True).start()
+
+  def _sample(self):
+    while True:
+      self.peak = max(self.peak, resident_gib())
+      time.sleep(0.2)
+
+  def record(self, module, start):
+    line = dict(worker=os.environ.get("PYTEST_XDIST_WORKER", "main"), module=module,
+                start=start, end=time.time(), peak_gib=round(self.peak, 3),
+                end_gib=round(resident_gib(), 3))
+    with open(self.path, "a") as f:
+      f.write(json.dumps(line) + "\n")
+
+
+_PEAKS = _ModulePeaks(os.environ["BACKMIX_TEST_MEMLOG"]) if os.environ.get(
+    "BACKMIX_TEST_MEMLOG") else None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _record_module_peak(request):
+  if _PEAKS is None:
+    yield
+    return
+  _PEAKS.peak, start = resident_gib(), time.time()
+  yield
+  _PEAKS.record(request.module.__name__, start)
+
+
 def pytest_collection_modifyitems(config, items):
   """Tiers: `-m "not slow"` is the everyday loop, plain `pytest` runs everything.
 
@@ -65,3 +105,4 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(pytest.mark.slow)
     else:
       first.add(name)
+
