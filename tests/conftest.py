@@ -105,4 +105,3 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(pytest.mark.slow)
     else:
       first.add(name)
-

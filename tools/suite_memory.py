@@ -1,7 +1,7 @@
 """Where the test suite's memory goes: reads the per-module log that
 `BACKMIX_TEST_MEMLOG=<file> python -m pytest` writes (tests/conftest.py) and prints each test
 module on its worker's timeline, the modules that ran at the same time with the largest summed
-peak, and the per-module peaks sorted.
+peak, and the largest module's peak.
 
   BACKMIX_TEST_MEMLOG=/tmp/memlog.jsonl python tools/peak_memory.py -- python -m pytest
   python tools/suite_memory.py /tmp/memlog.jsonl
@@ -39,16 +39,15 @@ def main():
   for r in sorted(rows, key=lambda r: r["start"]):
     print(f"{r['worker']:6} {r['start'] - t0:7.0f} {r['end'] - t0:7.0f} "
           f"{r['end'] - r['start']:6.0f} {r['peak_gib']:6.2f} {r['end_gib']:6.2f}  {r['module']}")
-  pairs = overlaps(rows)
+  pairs, largest = overlaps(rows), max(r["peak_gib"] for r in rows)
   if pairs:
     print(f"\nlargest summed peaks of modules running at once (the largest module alone: "
-          f"{max(r['peak_gib'] for r in rows):.2f} GiB):")
+          f"{largest:.2f} GiB):")
     for total, a, b in pairs[:args.top]:
       print(f"  {total:5.2f} GiB  {a['module']} ({a['worker']}, {a['peak_gib']:.2f}) + "
             f"{b['module']} ({b['worker']}, {b['peak_gib']:.2f})")
   else:
-    print(f"\none process, or no modules at the same time: peak "
-          f"{max(r['peak_gib'] for r in rows):.2f} GiB")
+    print(f"\none process, or no modules at the same time: peak {largest:.2f} GiB")
 
 
 if __name__ == "__main__":

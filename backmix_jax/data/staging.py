@@ -39,6 +39,7 @@ _CHUNK = 8 << 20  # bytes read from the remote side at a time
 # A copy in progress writes its temporary file every few seconds; one untouched this long was
 # left by a process killed mid-copy (kill -9, a lost VM) and is removed by the next staging.
 STALE_PART_SECONDS = 3600
+_PART = ".part"  # the suffix of every temporary file `_write` makes (a dot-file)
 
 # (url, local directory) pairs this process has staged and verified: the reader of the
 # splits and the grain stream both resolve the source, and checking the cache again would
@@ -128,7 +129,7 @@ def _write(path: str, chunks, check: Callable[[int, str], str | None] = lambda n
   """Write `chunks` to `path` through a temporary name in its directory; `check(bytes,
   sha256)` returns a message to refuse the copy (it is removed and DataError raised)."""
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path),
-                             prefix=f".{os.path.basename(path)}.", suffix=".part")
+                             prefix=f".{os.path.basename(path)}.", suffix=_PART)
   try:
     digest, size = hashlib.sha256(), 0
     with os.fdopen(fd, "wb") as out:
@@ -150,8 +151,8 @@ def _remove_stale_parts(local: str, now: float | None = None):
   younger ones may belong to another process of this host staging the same URL."""
   now = time.time() if now is None else now
   for name in os.listdir(local):
-    path = os.path.join(local, name)
-    if name.startswith(".") and name.endswith(".part"):
+    if name.startswith(".") and name.endswith(_PART):
+      path = os.path.join(local, name)
       try:
         if now - os.path.getmtime(path) > STALE_PART_SECONDS:
           os.remove(path)
