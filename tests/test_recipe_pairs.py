@@ -16,7 +16,7 @@ import pytest
 from backmix_jax import parallel
 from backmix_jax.models import get_backbone
 from configs import digits
-from tests.helpers import build_with_step, checkpoint_round_trip, fresh_state, release_memory
+from tests.helpers import build_with_step, checkpoint_round_trip, release_memory
 
 # Every test here trains or compiles a run: the slow tier (python -m pytest -m slow).
 pytestmark = pytest.mark.slow
@@ -52,9 +52,20 @@ def _config(framework, model):
 
 @dataclasses.dataclass
 class Trained:
-  run: object
-  state: object   # after NUM_STEPS steps from a copy of run.state
+  run: object     # run.state is abstract (shapes, dtypes, shardings): the step consumed it
+  state: object   # after NUM_STEPS steps from run.state
   losses: list
+  init_head: list  # the head's initial parameters, on the host
+
+
+def _head(params):
+  return jax.tree.leaves(params.get("head", params))
+
+
+def _abstract(tree):
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+      if isinstance(x, jax.Array) else x, tree)
 
 
 @pytest.fixture(scope="module", params=PAIRS, ids="-".join)
@@ -62,9 +73,15 @@ def pair(request):
   """One pair built, compiled and trained NUM_STEPS steps on one repeated batch. Module scope
   with params makes pytest run every test of one pair before building the next, and the
   pair's run and programs are released before the next compiles: one big backbone in memory
-  at a time."""
+  at a time.
+
+  The pair trains from run.state itself, which the step donates: a donatable copy would hold
+  a second replicated state through the first step's compile (MEDAF's ResNet-18: about 1 GiB
+  more at the module's peak). The tests need of the initial state only its head and its
+  structure, kept before the first step."""
   run, step = build_with_step(_config(*request.param))
-  state = fresh_state(run)
+  init_head = [np.asarray(x) for x in _head(run.state.params)]
+  state, run.state = run.state, _abstract(run.state)
   batch = parallel.to_global(next(iter(run.stream.batches(0, 1))), run.mesh)
   losses = []
   for _ in range(NUM_STEPS):
@@ -72,7 +89,7 @@ def pair(request):
     metrics = jax.device_get(metrics)
     assert bool(metrics["finite"]) and np.isfinite(metrics["loss"]), metrics
     losses.append(float(metrics["loss"]))
-  trained = Trained(run, state, losses)
+  trained = Trained(run, state, losses, init_head)
   step = batch = None
   release_memory()  # the compiled step (MEDAF's ResNet-18: about 1 GB) is not needed again
   yield trained
@@ -98,9 +115,7 @@ def test_checkpoint_round_trip_is_exact(pair, tmp_path):
   assert len(want) == len(got)
   for a, b in zip(want, got):
     np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
-  head = jax.tree.leaves(state.params.get("head", state.params))
-  init = jax.tree.leaves(run.state.params.get("head", run.state.params))
-  assert any(not np.array_equal(a, b) for a, b in zip(head, init))
+  assert any(not np.array_equal(a, b) for a, b in zip(_head(state.params), pair.init_head))
 
 
 def test_cam_source_has_one_map_per_known_class_at_the_backbone_grid(pair):
@@ -108,7 +123,7 @@ def test_cam_source_has_one_map_per_known_class_at_the_backbone_grid(pair):
   grid (the mask BackMix draws its foreground from; MEDAF's branches keep it), finite."""
   run = pair.run
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
-  out = run.eval_model.apply(run.variables(run.state), x, train=False)
+  out = run.eval_model.apply(run.variables(pair.state), x, train=False)
   backbone = get_backbone(run.config.model)
   fmap = jax.eval_shape(lambda: backbone.init_with_output(jax.random.key(0), x, train=False)[0])
   cams = run.framework.cam_maps(out)
