@@ -107,12 +107,3 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(pytest.mark.slow)
     else:
       first.add(name)
-
-
-def pytest_xdist_auto_num_workers(config):
-  """Workers for `-n auto` (pytest.ini): two for the fast tier (`-m "not slow"`: small
-  programs, about 3 GB for both workers), one process (0) for anything with the slow tests,
-  whose big backbones and compiled runs would need 5 GB or more on two workers at once.
-  `-n 2` or `-n 0` on the command line overrides it."""
-  fast = (config.getoption("markexpr") or "").replace(" ", "") == "notslow"
-  return 2 if fast else 0
